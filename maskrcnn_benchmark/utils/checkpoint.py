@@ -1,0 +1,479 @@
+"""Reading checkpoint files safely and the training checkpointer.
+
+* :func:`load_checkpoint_file` reads ``.pth`` / ``.pt`` / ``.bin`` with ``torch.load(weights_only=True)``
+  and ``.safetensors`` with the ``safetensors`` package. A file that needs Python pickle (arbitrary code)
+  is refused with an explanation and the command that converts it
+  (``python -m maskrcnn_benchmark.utils.checkpoint convert IN OUT``).
+* :func:`load_checkpoint` puts a file's weights into a model through the explicit key map of
+  :mod:`maskrcnn_benchmark.utils.key_map` (upstream training checkpoints with or without ``module.``,
+  their ``model_ema``; coarse-stage, Swin ImageNet and roberta-base files) and logs a grouped report.
+* :class:`DetectronCheckpointer` (upstream's name, kept for users' scripts) saves atomically (temporary
+  file + ``os.replace``) with upstream's key layout, keeps the ``last_checkpoint`` pointer and resumes
+  model, EMA, optimizer, scheduler, AMP scaler, iteration and RNG states.
+
+Checkpoint layout written by :meth:`DetectronCheckpointer.save` (upstream's plus our resume fields)::
+
+    {"model": state_dict,            # keys identical to upstream (no "module.")
+     "model_ema": state_dict,        # when EMA is on (same keys)
+     "optimizer": ..., "scheduler": ..., "scaler": ...,
+     "iteration": int, "rng_state": {...}, "best_metric": float, ...extra}
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import tempfile
+from collections import OrderedDict
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+import torch
+
+from maskrcnn_benchmark.utils.miscellaneous import get_rng_state, set_rng_state
+from maskrcnn_benchmark.utils.model_serialization import (
+    CheckpointMismatchError,
+    LoadReport,
+    load_state_dict,
+    strip_prefix_if_present,
+)
+
+__all__ = [
+    "CheckpointMismatchError",
+    "UnsafeCheckpointError",
+    "load_checkpoint_file",
+    "extract_state_dict",
+    "load_checkpoint",
+    "atomic_torch_save",
+    "atomic_write_text",
+    "get_rng_state",
+    "set_rng_state",
+    "DetectronCheckpointer",
+    "Checkpointer",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Top-level entries of a training checkpoint that are not model weights.
+RESUME_FIELDS = ("optimizer", "scheduler", "scaler", "iteration", "rng_state", "best_metric")
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file needs Python pickle (arbitrary code) to be read."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading and writing files
+# ---------------------------------------------------------------------------------------------------
+
+
+def _convert_command(path: str) -> str:
+    return f"python -m maskrcnn_benchmark.utils.checkpoint convert {path} {os.path.splitext(path)[0]}_safe.pth"
+
+
+def load_checkpoint_file(path: str, map_location: str = "cpu") -> Dict[str, Any]:
+    """Reads a checkpoint file without executing pickled code.
+
+    Args:
+        path: ``.pth`` / ``.pt`` / ``.bin`` (torch zip or legacy format) or ``.safetensors``.
+        map_location: device for the tensors.
+
+    Returns:
+        The file's top-level dict (a safetensors file gives its flat tensor dict).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnsafeCheckpointError: the file needs pickle for objects other than tensors and plain containers.
+        ValueError: an unsupported scheme (URL, ``catalog://``) or a file that is not a checkpoint.
+    """
+    path = os.fspath(path)
+    if "://" in path:
+        raise ValueError(f"{path}: URLs and catalog:// names are not fetched (no network at run time); "
+                         f"download the file and pass its local path")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:  # pragma: no cover - transformers depends on safetensors
+            raise ImportError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
+        return dict(load_file(path, device=map_location))
+    if path.endswith(".pkl"):
+        raise UnsafeCheckpointError(
+            f"{path}: Caffe2/Detectron .pkl weights are not supported (they are pickles and no FIBER config "
+            f"uses them)")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load. The file stores Python objects that only pickle can rebuild, and "
+            f"unpickling can run arbitrary code, so it is read with torch.load(weights_only=True). "
+            f"Reason given by torch: {str(e).splitlines()[0][:300]}. If you trust the file, convert it once "
+            f"into a weights-only copy:\n    {_convert_command(path)}"
+        ) from e
+    except (RuntimeError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({e})") from e
+    if isinstance(data, Mapping):
+        return dict(data)
+    raise ValueError(f"{path}: expected a dict at the top level of the checkpoint, got {type(data).__name__}")
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never a partial file.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    """Writes a small text file atomically (temporary file + ``os.replace``)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------
+# State dicts inside files
+# ---------------------------------------------------------------------------------------------------
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any], use_ema: bool = False, source: str = "checkpoint"
+                       ) -> "OrderedDict[str, torch.Tensor]":
+    """Finds the model weights inside a loaded checkpoint dict.
+
+    Handles ``{"model": ...}`` (ours, upstream's, Swin ImageNet's), ``{"state_dict": ...}``
+    (PyTorch Lightning, the coarse stage), ``{"model_ema": ...}`` with ``use_ema`` and bare state dicts.
+    A leading ``module.`` on every key is removed.
+
+    Raises:
+        KeyError: ``use_ema`` and the file has no ``model_ema`` (message lists the file's entries).
+        ValueError: no state dict found.
+    """
+    if use_ema:
+        if "model_ema" not in checkpoint:
+            raise KeyError(f"{source}: no 'model_ema' entry (EMA weights) in this file; it has "
+                           f"{sorted(checkpoint)[:10]}")
+        sd = checkpoint["model_ema"]
+    elif isinstance(checkpoint.get("model"), Mapping):
+        sd = checkpoint["model"]
+    elif isinstance(checkpoint.get("state_dict"), Mapping):
+        sd = checkpoint["state_dict"]
+    elif checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        sd = checkpoint
+    else:
+        raise ValueError(f"{source}: found no model weights ('model', 'state_dict' or a flat tensor dict); "
+                         f"top-level entries: {sorted(checkpoint)[:10]}")
+    if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
+        sd = sd["state_dict"]
+    return strip_prefix_if_present(sd, "module.")
+
+
+def load_checkpoint(model: torch.nn.Module, path: str, use_ema: bool = False, kind: Optional[str] = None,
+                    strict: bool = False) -> LoadReport:
+    """Loads the weights of ``path`` into ``model`` and returns (and logs) the key report.
+
+    Args:
+        model: the model (a DDP wrapper is unwrapped).
+        path: checkpoint file (any kind in :data:`maskrcnn_benchmark.utils.key_map.FILE_KINDS`).
+        use_ema: load the ``model_ema`` entry instead of ``model``.
+        kind: force the file kind instead of detecting it.
+        strict: raise :class:`CheckpointMismatchError` unless the report is clean.
+    """
+    checkpoint = load_checkpoint_file(path)
+    state_dict = extract_state_dict(checkpoint, use_ema=use_ema, source=path)
+    source = f"{path} [{'model_ema' if use_ema else 'weights'}]"
+    return load_state_dict(model, state_dict, kind=kind, source=source, strict=strict)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The checkpointer
+# ---------------------------------------------------------------------------------------------------
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model.module, torch.nn.Module) else model
+
+
+class DetectronCheckpointer:
+    """Saves and restores training state; upstream's class name and main calls are kept.
+
+    Args:
+        cfg: the config (optional; only kept for upstream's signature).
+        model: the model (DDP-wrapped or not; saved unwrapped).
+        optimizer, scheduler: saved/restored when given.
+        save_dir: folder of checkpoints and of the ``last_checkpoint`` pointer.
+        save_to_disk: False on non-zero ranks (then :meth:`save` does nothing).
+        ema: a :class:`maskrcnn_benchmark.solver.ema.ModelEMA` (or anything with ``state_dict`` /
+            ``load_state_dict``), saved as ``model_ema``.
+        scaler: an AMP ``GradScaler``, saved as ``scaler``.
+        logger: accepted for upstream's signature and ignored (this module logs through ``logging``).
+    """
+
+    def __init__(self, cfg=None, model: Optional[torch.nn.Module] = None, optimizer=None, scheduler=None,
+                 save_dir: str = "", save_to_disk: Optional[bool] = True, logger=None, ema=None, scaler=None):
+        if model is None:
+            raise TypeError("DetectronCheckpointer needs a model")
+        self.cfg = cfg
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.save_dir = save_dir
+        self.save_to_disk = bool(save_to_disk) if save_to_disk is not None else True
+        self.ema = ema
+        self.scaler = scaler
+        self.last_report: Optional[LoadReport] = None
+
+    # -- saving --------------------------------------------------------------------------------------
+
+    def checkpoint_data(self, **extra: Any) -> Dict[str, Any]:
+        """The dict :meth:`save` writes (upstream keys + resume fields + ``extra``)."""
+        data: Dict[str, Any] = {"model": _unwrap(self.model).state_dict()}
+        if self.optimizer is not None:
+            data["optimizer"] = self.optimizer.state_dict()
+        if self.scheduler is not None:
+            data["scheduler"] = self.scheduler.state_dict()
+        # The training loop may pass these itself (e.g. per-rank RNG states); its values win.
+        if self.ema is not None and "model_ema" not in extra:
+            data["model_ema"] = self.ema.state_dict()
+        if self.scaler is not None and "scaler" not in extra:
+            data["scaler"] = self.scaler.state_dict()
+        if "rng_state" not in extra:
+            data["rng_state"] = get_rng_state()
+        data.update(extra)
+        return data
+
+    def save(self, name: str, **extra: Any) -> Optional[str]:
+        """Writes ``<save_dir>/<name>.pth`` atomically and points ``last_checkpoint`` at it.
+
+        Args:
+            name: file name without ``.pth`` (e.g. ``model_0002500``, ``model_final``, ``model_best``).
+            **extra: more entries (``iteration=...``, ``best_metric=...``); must be tensors or plain values.
+
+        Returns:
+            The written path, or None when this rank does not save.
+        """
+        if not self.save_dir or not self.save_to_disk:
+            return None
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        atomic_torch_save(self.checkpoint_data(**extra), path)
+        self.tag_last_checkpoint(path)
+        logger.info("saved checkpoint %s", path)
+        return path
+
+    def tag_last_checkpoint(self, path: str) -> None:
+        """Atomically writes the ``last_checkpoint`` pointer (the file name, relative to ``save_dir``)."""
+        target = os.path.relpath(os.path.abspath(path), os.path.abspath(self.save_dir))
+        atomic_write_text(target, os.path.join(self.save_dir, "last_checkpoint"))
+
+    # -- finding -------------------------------------------------------------------------------------
+
+    def has_checkpoint(self) -> bool:
+        """True when ``last_checkpoint`` exists and names an existing file."""
+        return bool(self.save_dir) and self.get_checkpoint_file() != ""
+
+    def get_checkpoint_file(self) -> str:
+        """Path of the last saved checkpoint, or "" when there is none."""
+        pointer = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            with open(pointer) as handle:
+                name = handle.read().strip()
+        except FileNotFoundError:
+            return ""
+        if not name:
+            return ""
+        candidates = [name if os.path.isabs(name) else os.path.join(self.save_dir, name),
+                      os.path.join(self.save_dir, os.path.basename(name))]
+        for candidate in candidates:
+            if os.path.isfile(candidate):
+                return candidate
+        logger.warning("%s names %s, which does not exist; ignoring it", pointer, name)
+        return ""
+
+    # -- loading -------------------------------------------------------------------------------------
+
+    def load(self, f: Optional[str] = None, force: bool = False, keyword: str = "model",
+             skip_optimizer: bool = False, use_ema: bool = False, resume: Optional[bool] = None,
+             strict: bool = False, kind: Optional[str] = None, use_latest: bool = True) -> Dict[str, Any]:
+        """Loads weights (and, when resuming, the training state).
+
+        Without ``force``, an existing ``last_checkpoint`` in ``save_dir`` wins over ``f`` (automatic
+        resume, as upstream).
+
+        Args:
+            f: checkpoint path (any supported kind); None / "" -> only resume if possible.
+            force: load ``f`` even when ``last_checkpoint`` exists.
+            keyword: ``"model"`` or ``"model_ema"`` (upstream's argument).
+            skip_optimizer: do not restore optimizer/scheduler/scaler even when resuming.
+            use_ema: load the EMA weights (same as ``keyword="model_ema"``).
+            resume: restore optimizer, scheduler, EMA, scaler and RNG states; None -> True exactly when the
+                file came from ``last_checkpoint``.
+            strict: raise :class:`CheckpointMismatchError` unless every key fits.
+            kind: force the file kind (see :mod:`maskrcnn_benchmark.utils.key_map`).
+            use_latest: consider ``last_checkpoint`` at all.
+
+        Returns:
+            The checkpoint's other entries (``iteration``, ``best_metric``, ``model_ema``, ``scaler``,
+            ``rng_state``, user extras) as a dict; empty when nothing was loaded.
+        """
+        from_pointer = False
+        if use_latest and not force and self.has_checkpoint():
+            f = self.get_checkpoint_file()
+            from_pointer = True
+        if not f:
+            logger.info("no checkpoint found; the model keeps its initial weights")
+            return {}
+        if resume is None:
+            resume = from_pointer
+        use_ema = use_ema or keyword == "model_ema"
+        logger.info("loading checkpoint from %s%s", f, " (resuming)" if resume else "")
+        checkpoint = load_checkpoint_file(f)
+        state_dict = extract_state_dict(checkpoint, use_ema=use_ema, source=f)
+        self.last_report = load_state_dict(self.model, state_dict, kind=kind, strict=strict,
+                                           source=f"{f} [{'model_ema' if use_ema else 'model'}]")
+        if resume:
+            self._restore_training_state(checkpoint, f, skip_optimizer)
+        # model_ema / scaler / rng_state stay in the result: the training loop restores them too.
+        consumed = {"model", "optimizer", "scheduler", "state_dict"}
+        return {k: v for k, v in checkpoint.items() if k not in consumed}
+
+    def _restore_training_state(self, checkpoint: Mapping[str, Any], path: str, skip_optimizer: bool) -> None:
+        if self.ema is not None:
+            if "model_ema" in checkpoint:
+                self.ema.load_state_dict(strip_prefix_if_present(checkpoint["model_ema"], "module."))
+            else:
+                logger.warning("%s has no model_ema; EMA restarts from the loaded weights", path)
+                if hasattr(self.ema, "set_from"):
+                    self.ema.set_from(_unwrap(self.model))
+        if not skip_optimizer:
+            for name, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler),
+                              ("scaler", self.scaler)):
+                if obj is None:
+                    continue
+                if name in checkpoint:
+                    obj.load_state_dict(checkpoint[name])
+                    logger.info("restored %s state from %s", name, path)
+                else:
+                    logger.warning("%s has no %s state; it starts fresh", path, name)
+        rng_state = checkpoint.get("rng_state")
+        if isinstance(rng_state, (list, tuple)):  # one state per rank, as the training loop saves them
+            from maskrcnn_benchmark.utils.distributed import get_rank
+
+            rng_state = rng_state[get_rank()] if get_rank() < len(rng_state) else rng_state[0]
+        if rng_state is not None:
+            set_rng_state(rng_state)
+
+
+#: Short alias.
+Checkpointer = DetectronCheckpointer
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line: inspect / convert
+# ---------------------------------------------------------------------------------------------------
+
+
+_DROP = object()
+
+
+def _to_plain(obj: Any, path: str = "") -> Any:
+    """Keeps tensors and plain containers/values; numpy arrays become tensors; other objects are dropped."""
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj)
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        return obj
+    if isinstance(obj, Mapping):
+        converted = {k: _to_plain(v, f"{path}.{k}") for k, v in obj.items()}
+        return {k: v for k, v in converted.items() if v is not _DROP}
+    if isinstance(obj, (list, tuple)):
+        items = [_to_plain(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+        items = [v for v in items if v is not _DROP]
+        return tuple(items) if isinstance(obj, tuple) else items
+    logger.warning("convert: dropping %s of type %s", path or "<root>", type(obj).__name__)
+    return _DROP
+
+
+
+def convert_unsafe_checkpoint(src: str, dst: str) -> None:
+    """Loads a TRUSTED pickle checkpoint with full unpickling and writes a weights-only copy."""
+    data = torch.load(src, map_location="cpu", weights_only=False)
+    plain = _to_plain(data)
+    if plain is _DROP:
+        raise ValueError(f"{src}: nothing convertible in this file")
+    atomic_torch_save(plain, dst)
+    load_checkpoint_file(dst)  # proves the copy is weights-only loadable
+
+
+def main(argv=None) -> int:
+    """``python -m maskrcnn_benchmark.utils.checkpoint {inspect,convert} ...``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ins = sub.add_parser("inspect", help="print the kind, entries and grouped keys of a checkpoint")
+    ins.add_argument("path")
+    conv = sub.add_parser("convert", help="rewrite a TRUSTED pickle checkpoint as a weights-only file")
+    conv.add_argument("src")
+    conv.add_argument("dst")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.cmd == "convert":
+        convert_unsafe_checkpoint(args.src, args.dst)
+        logger.info("wrote %s (loads with torch.load(weights_only=True))", args.dst)
+        return 0
+    from maskrcnn_benchmark.utils.key_map import detect_file_kind
+    from maskrcnn_benchmark.utils.model_serialization import group_keys
+
+    checkpoint = load_checkpoint_file(args.path)
+    logger.info("entries: %s", sorted(checkpoint))
+    state_dict = extract_state_dict(checkpoint, source=args.path)
+    kind = detect_file_kind(list(state_dict))
+    logger.info("kind: %s (%d tensors, %d elements)", kind.name if kind else "unknown", len(state_dict),
+                sum(v.numel() for v in state_dict.values()))
+    for group in group_keys(list(state_dict)):
+        logger.info("  %s", group)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
