@@ -1,0 +1,320 @@
+"""COCO box AP (used for COCO val2017 and every ODinW data set), via pycocotools or faster-coco-eval.
+
+Protocol (upstream-facts.md section 7, "COCO detection"): predictions are resized to the original image size,
+converted to ``[x, y, w, h]`` with upstream's +1 pixel width (``w = x2 - x1 + 1``), their contiguous labels
+mapped to the json category ids (labels without a json id are dropped), and scored with COCOeval "bbox"
+(IoU 0.50:0.95, maxDets 1/10/100). Both back ends run the same protocol and give identical numbers;
+faster-coco-eval is several times faster on large sets (see benchmarks/eval.py).
+
+Metrics are reported in percent (the published numbers' unit); a metric that is undefined because no ground
+truth falls in its range (e.g. APs without small objects) is ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
+
+__all__ = [
+    "COCO_METRIC_NAMES",
+    "BACKENDS",
+    "coco_records_from_arrays",
+    "evaluate_coco_bbox",
+    "format_per_category_table",
+    "CocoEvaluator",
+]
+
+logger = logging.getLogger(__name__)
+
+COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+BACKENDS = ("pycocotools", "faster")
+
+GroundTruth = Union[str, Dict[str, Any], Any]
+
+
+def coco_records_from_arrays(
+    image_id: int,
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    label_to_category_id: Optional[Mapping[int, int]] = None,
+    plus_one: bool = True,
+) -> List[Dict[str, Any]]:
+    """Turn one image's detections into COCO result records.
+
+    Args:
+        image_id: json image id.
+        boxes_xyxy: float [N, 4] in original-image pixels.
+        scores: float [N].
+        labels: int [N] contiguous labels (or json ids when ``label_to_category_id`` is None).
+        label_to_category_id: contiguous label -> json category id; labels missing from it are dropped.
+        plus_one: upstream's COCO path writes ``w = x2 - x1 + 1`` (BoxList "xywh" conversion); LVIS does not.
+
+    Returns:
+        list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+    """
+    offset = 1.0 if plus_one else 0.0
+    records = []
+    for box, score, label in zip(np.asarray(boxes_xyxy).reshape(-1, 4), np.asarray(scores), np.asarray(labels)):
+        label = int(label)
+        if label_to_category_id is not None:
+            if label not in label_to_category_id:
+                continue
+            category_id = int(label_to_category_id[label])
+        else:
+            category_id = label
+        x1, y1, x2, y2 = (float(v) for v in box)
+        records.append(
+            {
+                "image_id": int(image_id),
+                "category_id": category_id,
+                "bbox": [x1, y1, x2 - x1 + offset, y2 - y1 + offset],
+                "score": float(score),
+            }
+        )
+    return records
+
+
+def _load_gt_dict(gt: GroundTruth) -> Dict[str, Any]:
+    if isinstance(gt, str):
+        return read_json(gt)
+    if isinstance(gt, dict):
+        return gt
+    dataset = getattr(gt, "dataset", None)
+    if isinstance(dataset, dict):
+        return dataset
+    raise TypeError(f"ground truth must be a json path, a dict or a COCO object, got {type(gt).__name__}")
+
+
+def _coco_api(backend: str):
+    """Return (COCO class, COCOeval class, extra kwargs) for a back end."""
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        return COCO, COCOeval, {}
+    if backend == "faster":
+        from faster_coco_eval import COCO, COCOeval_faster
+
+        return COCO, COCOeval_faster, {"print_function": logger.debug}
+    raise ValueError(f"unknown COCO evaluation backend {backend!r}; choose one of {BACKENDS}")
+
+
+def _build_coco(coco_cls, dataset: Dict[str, Any]):
+    with contextlib.redirect_stdout(io.StringIO()) as captured:
+        api = coco_cls()
+        api.dataset = dataset
+        api.createIndex()
+    logger.debug(captured.getvalue())
+    return api
+
+
+def _check_records(predictions: Sequence[Dict[str, Any]], gt_dict: Dict[str, Any], source: str) -> None:
+    image_ids = {image["id"] for image in gt_dict.get("images", [])}
+    category_ids = {category["id"] for category in gt_dict.get("categories", [])}
+    for index, record in enumerate(predictions):
+        for key in ("image_id", "category_id", "bbox", "score"):
+            if key not in record:
+                raise ValueError(f"{source}: prediction {index} has no {key!r}")
+        if record["image_id"] not in image_ids:
+            raise ValueError(f"{source}: prediction {index} has image_id {record['image_id']} not in the ground truth")
+        if record["category_id"] not in category_ids:
+            raise ValueError(
+                f"{source}: prediction {index} has category_id {record['category_id']} not in the ground truth"
+            )
+
+
+def run_cocoeval(
+    gt_dict: Dict[str, Any],
+    predictions: Sequence[Dict[str, Any]],
+    backend: str = "pycocotools",
+    img_ids: Optional[Sequence[int]] = None,
+    max_dets: Sequence[int] = (1, 10, 100),
+    lvis_style: bool = False,
+):
+    """Run COCOeval (evaluate + accumulate) and return the evaluator object (``.eval`` holds the arrays)."""
+    coco_cls, eval_cls, kwargs = _coco_api(backend)
+    gt_api = _build_coco(coco_cls, copy.deepcopy(gt_dict) if lvis_style else gt_dict)
+    records = [dict(record, bbox=list(record["bbox"])) for record in predictions]
+    dt_dataset = {
+        "images": gt_dict.get("images", []),
+        "categories": copy.deepcopy(gt_dict.get("categories", [])),
+        "annotations": [],
+    }
+    with contextlib.redirect_stdout(io.StringIO()) as captured:
+        dt_api = gt_api.loadRes(records) if records else _build_coco(coco_cls, dt_dataset)
+        if lvis_style:
+            kwargs = dict(kwargs, lvis_style=True)
+        evaluator = eval_cls(gt_api, dt_api, "bbox", **kwargs)
+        if img_ids is not None:
+            evaluator.params.imgIds = sorted(int(i) for i in img_ids)
+        evaluator.params.maxDets = list(max_dets)
+        evaluator.evaluate()
+        evaluator.accumulate()
+    logger.debug(captured.getvalue())
+    return evaluator
+
+
+def _mean_valid(values: np.ndarray) -> Optional[float]:
+    valid = values[values > -1]
+    if valid.size == 0:
+        return None
+    return float(np.mean(valid)) * 100.0
+
+
+def summarize_cocoeval(evaluator) -> Dict[str, Optional[float]]:
+    """The 12 standard COCO numbers (percent) computed from ``evaluator.eval`` (same for both back ends)."""
+    params = evaluator.params
+    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
+    recall = np.asarray(evaluator.eval["recall"])  # [T, K, A, M]
+    area = {label: i for i, label in enumerate(params.areaRngLbl)}
+    last = len(params.maxDets) - 1
+    iou_index = {round(float(t), 2): i for i, t in enumerate(params.iouThrs)}
+
+    def ap(area_label="all", iou=None):
+        block = precision[:, :, :, area[area_label], last]
+        if iou is not None:
+            block = block[iou_index[iou]]
+        return _mean_valid(block)
+
+    def ar(area_label="all", det_index=last):
+        return _mean_valid(recall[:, :, area[area_label], det_index])
+
+    metrics = {
+        "AP": ap(),
+        "AP50": ap(iou=0.5),
+        "AP75": ap(iou=0.75),
+        "APs": ap("small"),
+        "APm": ap("medium"),
+        "APl": ap("large"),
+    }
+    for index, max_det in enumerate(params.maxDets):
+        metrics[f"AR{max_det}"] = ar(det_index=index)
+    metrics.update({"ARs": ar("small"), "ARm": ar("medium"), "ARl": ar("large")})
+    return metrics
+
+
+def per_category_ap(evaluator, gt_dict: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """AP (IoU 0.50:0.95, all areas, last maxDets) per category, keyed by category name (percent)."""
+    names = {category["id"]: category.get("name", str(category["id"])) for category in gt_dict["categories"]}
+    precision = np.asarray(evaluator.eval["precision"])
+    table = {}
+    for k, category_id in enumerate(evaluator.params.catIds):
+        key = names.get(category_id, str(category_id))
+        if key in table:  # duplicate names: keep both, disambiguated by id
+            key = f"{key} (id {category_id})"
+        table[key] = _mean_valid(precision[:, :, k, 0, -1])
+    return table
+
+
+def evaluate_coco_bbox(
+    gt: GroundTruth,
+    predictions: Union[str, Sequence[Dict[str, Any]]],
+    backend: str = "pycocotools",
+    per_category: bool = True,
+    img_ids: Optional[Sequence[int]] = None,
+) -> Dict[str, Any]:
+    """Score COCO-format box predictions against a COCO-format ground truth.
+
+    Args:
+        gt: ground-truth json path, its loaded dict, or a pycocotools-style ``COCO`` object.
+        predictions: result records ``{"image_id", "category_id", "bbox" (xywh), "score"}`` or a json path.
+        backend: "pycocotools" (reference) or "faster" (faster-coco-eval, identical numbers).
+        per_category: also return ``"per_category"``: category name -> AP.
+        img_ids: restrict the evaluation to these image ids (default: every ground-truth image, as upstream).
+
+    Returns:
+        dict with the 12 COCO numbers (percent, None where undefined), ``"num_predictions"``, ``"backend"``
+        and optionally ``"per_category"``.
+    """
+    gt_dict = _load_gt_dict(gt)
+    source = predictions if isinstance(predictions, str) else "predictions"
+    if isinstance(predictions, str):
+        predictions = read_json(predictions)
+    if not isinstance(predictions, list):
+        raise ValueError(f"{source}: expected a list of result records, got {type(predictions).__name__}")
+    _check_records(predictions, gt_dict, source)
+    evaluator = run_cocoeval(gt_dict, predictions, backend=backend, img_ids=img_ids)
+    metrics: Dict[str, Any] = summarize_cocoeval(evaluator)
+    metrics["num_predictions"] = len(predictions)
+    metrics["backend"] = backend
+    if per_category:
+        metrics["per_category"] = per_category_ap(evaluator, gt_dict)
+    return metrics
+
+
+def format_per_category_table(per_category: Mapping[str, Optional[float]]) -> str:
+    """A two-column text table "category | AP" (upstream writes the same as a csv)."""
+    width = max([len("category")] + [len(name) for name in per_category])
+    lines = [f"{'category':<{width}} | AP", f"{'-' * width}-|------"]
+    for name, value in per_category.items():
+        lines.append(f"{name:<{width}} | {'n/a' if value is None else f'{value:.1f}'}")
+    return "\n".join(lines)
+
+
+class CocoEvaluator(DatasetEvaluator):
+    """Accumulates BoxLists of a COCO-format detection data set and scores them with COCO AP.
+
+    Args:
+        gt: ground truth (json path, dict or COCO object).
+        label_to_category_id: contiguous label -> json category id (``dataset.contiguous_category_id_to_json_id``);
+            None means labels already are json ids.
+        image_info: ``idx -> {"id", "height", "width"}``.
+        output_dir: where ``predictions.json`` (COCO results, upstream's bbox.json) and ``metrics.json`` go.
+        backend: "pycocotools" or "faster".
+    """
+
+    predictions_file = "bbox.json"
+
+    def __init__(
+        self,
+        gt: GroundTruth,
+        label_to_category_id: Optional[Mapping[int, int]] = None,
+        image_info: Optional[ImageInfo] = None,
+        output_dir: Optional[str] = None,
+        backend: str = "pycocotools",
+    ):
+        _coco_api(backend)  # validate early
+        self.gt_dict = _load_gt_dict(gt)
+        self.label_to_category_id = None if label_to_category_id is None else dict(label_to_category_id)
+        self.backend = backend
+        super().__init__(image_info=image_info, output_dir=output_dir)
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, output_dir: Optional[str] = None, backend: str = "pycocotools"):
+        """Build from a detection data set exposing ``coco`` (or ``ann_file``), the label map and get_img_info."""
+        gt = getattr(dataset, "coco", None) or getattr(dataset, "ann_file", None)
+        if gt is None:
+            raise TypeError(f"{type(dataset).__name__} exposes neither .coco nor .ann_file")
+        label_map = getattr(dataset, "contiguous_category_id_to_json_id", None)
+        return cls(gt, label_map, image_info_getter(dataset), output_dir=output_dir, backend=backend)
+
+    def _empty_state(self) -> List[Dict[str, Any]]:
+        return []
+
+    def _add(self, info, boxes, scores, labels) -> None:
+        self._state.extend(coco_records_from_arrays(info["id"], boxes, scores, labels, self.label_to_category_id))
+
+    def update_records(self, records: Sequence[Dict[str, Any]]) -> None:
+        """Add ready-made COCO result records (json ids, xywh in original pixels)."""
+        self._state.extend(dict(record) for record in records)
+
+    def _merge(self, states: List[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+        return [record for state in states for record in state]
+
+    def _predictions_json(self) -> List[Dict[str, Any]]:
+        return self._state
+
+    def _score(self) -> Dict[str, Any]:
+        metrics = evaluate_coco_bbox(self.gt_dict, self._state, backend=self.backend)
+        logger.info("COCO box AP %.2f (AP50 %s, AP75 %s) from %d predictions", metrics["AP"] or 0.0,
+                    metrics["AP50"], metrics["AP75"], len(self._state))
+        logger.info("per-category AP:\n%s", format_per_category_table(metrics["per_category"]))
+        return metrics
