@@ -1,0 +1,151 @@
+"""COCO-format detection data set (COCO val, ODinW val/test, and the base of the grounding variants)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ...structures.bounding_box import BoxList
+from .few_shot import select_few_shot
+from .json_annotations import CocoStyleAnnotations, image_path_from_record
+
+__all__ = ["COCODataset", "load_image", "has_valid_annotation"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_image(path: str, where: str = "") -> Image.Image:
+    """Open an image as RGB; a missing or unreadable file gives an error naming its path."""
+    prefix = f"{where}: " if where else ""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{prefix}image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise OSError(f"{prefix}cannot read image {path}: {e}") from e
+
+
+def has_valid_annotation(anns: Sequence[Dict[str, Any]]) -> bool:
+    """Upstream rule for training images: some box is larger than 1 pixel in both directions."""
+    if not anns:
+        return False
+    return any(a["bbox"][2] > 1 and a["bbox"][3] > 1 for a in anns)
+
+
+class COCODataset(torch.utils.data.Dataset):
+    """COCO JSON detection data set with contiguous labels.
+
+    ``__getitem__(idx)`` returns ``(image, target, idx)``: the transformed image and a ``BoxList`` (xyxy,
+    +1 convention: ``x2 = x + w - 1``) with fields ``labels`` (int64[N], contiguous 1..K in the file's
+    category order) and ``orig_size`` ((h, w)). Crowd boxes are left out; boxes are clipped to the image and
+    empty ones removed.
+
+    Args:
+        ann_file: COCO JSON path.
+        root: image folder (``img_dir`` in the catalog); image path = root / file_name.
+        remove_images_without_annotations: drop images without a usable box (training).
+        transforms: ``transforms(image, target) -> (image, target)``.
+        override_category: list of {"id", "name", ...} replacing the file's categories
+            (``DATASETS.OVERRIDE_CATEGORY`` with ``USE_OVERRIDE_CATEGORY``).
+        few_shot: k > 0 keeps a greedy k-shot subset (see :func:`select_few_shot`).
+        shuffle_seed: seed of the few-shot visiting order (``DATASETS.SHUFFLE_SEED``).
+        is_train: training split (informative; grounding subclasses use it).
+    """
+
+    prefer_coco_url = False  # LVIS uses coco_url paths
+
+    def __init__(
+        self,
+        ann_file: str,
+        root: str,
+        remove_images_without_annotations: bool = False,
+        transforms: Any = None,
+        override_category: Optional[Sequence[Dict[str, Any]]] = None,
+        few_shot: int = 0,
+        shuffle_seed: Optional[int] = None,
+        is_train: bool = False,
+        **unused: Any,
+    ):
+        if unused:
+            logger.debug("%s ignores arguments %s", type(self).__name__, sorted(unused))
+        self.ann_file = str(ann_file)
+        self.root = str(root)
+        self.is_train = is_train
+        self._transforms = transforms
+        self.annotations = CocoStyleAnnotations(self.ann_file, override_categories=override_category)
+        self.json_category_id_to_contiguous_id = self._contiguous_mapping()
+        self.contiguous_category_id_to_json_id = {v: k for k, v in self.json_category_id_to_contiguous_id.items()}
+        ids = sorted(self.annotations.images)
+        if remove_images_without_annotations:
+            ids = [i for i in ids if has_valid_annotation(self._usable_anns(i))]
+        if few_shot and few_shot > 0:
+            cats = {i: [a["category_id"] for a in self._usable_anns(i)] for i in ids}
+            ids = select_few_shot(ids, cats, few_shot, shuffle_seed)
+            logger.info("%s: %d-shot subset keeps %d images", self.ann_file, few_shot, len(ids))
+        self.ids: List[Any] = ids
+        self.id_to_img_map = dict(enumerate(ids))
+
+    # ------------------------------------------------------------------ catalog data
+    def _contiguous_mapping(self) -> Dict[Any, int]:
+        return {cat_id: i + 1 for i, cat_id in enumerate(self.annotations.category_ids())}
+
+    def categories(self) -> Dict[int, str]:
+        """Contiguous label -> category name (sorted by label)."""
+        names = {}
+        for json_id, label in self.json_category_id_to_contiguous_id.items():
+            names[label] = self.annotations.cats[json_id]["name"]
+        return dict(sorted(names.items()))
+
+    @property
+    def coco(self) -> Any:
+        """``pycocotools.coco.COCO`` view of the annotations (for evaluators)."""
+        return self.annotations.as_pycocotools()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get_img_info(self, idx: int) -> Dict[str, Any]:
+        """The image record of sample ``idx`` (keys "height", "width", "id", "file_name", ...)."""
+        return self.annotations.images[self.ids[idx]]
+
+    def image_path(self, idx: int) -> str:
+        """Where the image of sample ``idx`` is read from."""
+        info = self.get_img_info(idx)
+        path = image_path_from_record(self.root, info, self.prefer_coco_url)
+        if not os.path.isfile(path) and info.get("coco_url") and info.get("file_name"):
+            # LVIS files name images either way (file_name with or without the split folder, or coco_url).
+            other = image_path_from_record(self.root, info, not self.prefer_coco_url)
+            if os.path.isfile(other):
+                return other
+        return path
+
+    # ------------------------------------------------------------------ samples
+    def _usable_anns(self, img_id: Any) -> List[Dict[str, Any]]:
+        return [a for a in self.annotations.anns_by_image[img_id] if not a.get("iscrowd", 0)]
+
+    def _load(self, idx: int) -> Tuple[Image.Image, BoxList]:
+        img_id = self.ids[idx]
+        info = self.annotations.images[img_id]
+        image = load_image(self.image_path(idx), f"{self.ann_file}: image {img_id}")
+        if image.size != (int(info["width"]), int(info["height"])):
+            logger.debug("%s: image %s is %s, the file says %sx%s", self.ann_file, img_id, image.size,
+                         info["width"], info["height"])
+        anns = self._usable_anns(img_id)
+        boxes = torch.as_tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        target = BoxList(boxes, image.size, mode="xywh").convert("xyxy")
+        labels = [self.json_category_id_to_contiguous_id[a["category_id"]] for a in anns]
+        target.add_field("labels", torch.tensor(labels, dtype=torch.int64))
+        target = target.clip_to_image(remove_empty=True)
+        target.add_field("orig_size", (int(info["height"]), int(info["width"])))
+        return image, target
+
+    def __getitem__(self, idx: int) -> Tuple[Any, BoxList, int]:
+        image, target = self._load(idx)
+        if self._transforms is not None:
+            image, target = self._transforms(image, target)
+        return image, target, idx

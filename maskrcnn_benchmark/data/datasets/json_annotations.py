@@ -1,0 +1,206 @@
+"""Reading and validating COCO-style annotation files (COCO, LVIS, ODinW, Objects365, MDETR).
+
+One :class:`CocoStyleAnnotations` object parses the JSON once, checks every record that the data sets use,
+and indexes it. Every error names the file and the record (``"<file>: annotation 17 (image 3): ..."``).
+pycocotools is only used lazily, for evaluators that want a ``COCO`` object (:meth:`as_pycocotools`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["CocoStyleAnnotations", "load_json", "image_path_from_record"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_json(path: str) -> Any:
+    """Read a JSON file; a missing or malformed file gives an error naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def image_path_from_record(img_dir: str, record: Dict[str, Any], prefer_coco_url: bool = False) -> str:
+    """Image location for an image record.
+
+    Args:
+        img_dir: image root.
+        record: the JSON image entry.
+        prefer_coco_url: LVIS rule - use the last two components of ``coco_url`` (e.g.
+            ``val2017/000000397133.jpg``) when present.
+
+    Returns:
+        The path ``img_dir/<relative path>``.
+    """
+    rel = None
+    if prefer_coco_url and record.get("coco_url"):
+        rel = "/".join(str(record["coco_url"]).split("/")[-2:])
+    if rel is None:
+        rel = record.get("file_name")
+    if rel is None and record.get("coco_url"):
+        rel = "/".join(str(record["coco_url"]).split("/")[-2:])
+    if rel is None:
+        raise ValueError(f"image {record.get('id')} has neither 'file_name' nor 'coco_url'")
+    return os.path.join(img_dir, rel)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+class CocoStyleAnnotations:
+    """A parsed, validated COCO-style annotation file.
+
+    Attributes:
+        ann_file: path of the file.
+        dataset: the raw JSON dict.
+        images: image id -> image record (every image, in file order).
+        anns_by_image: image id -> list of annotation records (file order).
+        cats: category id -> category record (file order).
+
+    Args:
+        ann_file: path of the JSON file.
+        require_categories: every annotation's ``category_id`` must name a category (detection files).
+        require_annotations: the file must have an "annotations" list.
+        grounding: annotations need ``tokens_positive`` spans and images a ``caption`` (MDETR files).
+        override_categories: replaces the file's "categories" (``DATASETS.OVERRIDE_CATEGORY``).
+    """
+
+    def __init__(
+        self,
+        ann_file: str,
+        require_categories: bool = True,
+        require_annotations: bool = True,
+        grounding: bool = False,
+        override_categories: Optional[Sequence[Dict[str, Any]]] = None,
+    ):
+        self.ann_file = str(ann_file)
+        data = load_json(self.ann_file)
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.ann_file}: expected a JSON object with 'images', got {type(data).__name__}")
+        if override_categories:
+            data = dict(data)
+            data["categories"] = list(override_categories)
+        self.dataset = data
+        self.grounding = grounding
+        self.images = self._index_images(data)
+        self.cats = self._index_categories(data, require_categories)
+        if "annotations" not in data and require_annotations:
+            raise ValueError(f"{self.ann_file}: missing key 'annotations'")
+        self.anns_by_image: Dict[Any, List[Dict[str, Any]]] = {img_id: [] for img_id in self.images}
+        for i, ann in enumerate(data.get("annotations", [])):
+            self._check_annotation(i, ann, require_categories)
+            self.anns_by_image[ann["image_id"]].append(ann)
+        self._coco = None
+
+    # ------------------------------------------------------------------ validation
+    def _index_images(self, data: Dict[str, Any]) -> Dict[Any, Dict[str, Any]]:
+        if "images" not in data:
+            raise ValueError(f"{self.ann_file}: missing key 'images'")
+        images: Dict[Any, Dict[str, Any]] = {}
+        for i, img in enumerate(data["images"]):
+            where = f"{self.ann_file}: image #{i}"
+            if not isinstance(img, dict) or "id" not in img:
+                raise ValueError(f"{where}: missing key 'id'")
+            where = f"{self.ann_file}: image {img['id']}"
+            for key in ("width", "height"):
+                if key not in img:
+                    raise ValueError(f"{where}: missing key '{key}'")
+                if not _is_number(img[key]) or img[key] <= 0:
+                    raise ValueError(f"{where}: {key} must be a positive number, got {img[key]!r}")
+            if "file_name" not in img and "coco_url" not in img:
+                raise ValueError(f"{where}: missing key 'file_name' (or 'coco_url')")
+            if self.grounding:
+                if not isinstance(img.get("caption"), str):
+                    raise ValueError(f"{where}: missing key 'caption' (a string)")
+                for k, spans in enumerate(img.get("tokens_positive_eval", []) or []):
+                    self._check_spans(spans, img["caption"], f"{where}: tokens_positive_eval[{k}]")
+            if img["id"] in images:
+                raise ValueError(f"{where}: duplicate image id")
+            images[img["id"]] = img
+        return images
+
+    def _index_categories(self, data: Dict[str, Any], required: bool) -> Dict[Any, Dict[str, Any]]:
+        if "categories" not in data:
+            if required:
+                raise ValueError(f"{self.ann_file}: missing key 'categories'")
+            return {}
+        cats: Dict[Any, Dict[str, Any]] = {}
+        for i, cat in enumerate(data["categories"]):
+            if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
+                raise ValueError(f"{self.ann_file}: category #{i} ({cat!r}) needs keys 'id' and 'name'")
+            if cat["id"] in cats:
+                raise ValueError(f"{self.ann_file}: duplicate category id {cat['id']}")
+            cats[cat["id"]] = cat
+        return cats
+
+    @staticmethod
+    def _check_spans(spans: Any, caption: str, where: str, allow_empty_list: bool = False) -> None:
+        if not isinstance(spans, (list, tuple)) or (not spans and not allow_empty_list):
+            raise ValueError(f"{where}: expected a non-empty list of [start, end) spans, got {spans!r}")
+        for span in spans:
+            ok = isinstance(span, (list, tuple)) and len(span) == 2 and all(isinstance(v, int) for v in span)
+            if not ok:
+                raise ValueError(f"{where}: character span {span!r} is not an integer [start, end) pair")
+            start, end = span
+            if not 0 <= start < end <= len(caption):
+                raise ValueError(
+                    f"{where}: character span {list(span)} is empty or outside the caption "
+                    f"(length {len(caption)}): {caption!r}"
+                )
+
+    def _check_annotation(self, i: int, ann: Any, require_categories: bool) -> None:
+        if not isinstance(ann, dict):
+            raise ValueError(f"{self.ann_file}: annotation #{i} is not an object")
+        ann_id = ann.get("id", f"#{i}")
+        where = f"{self.ann_file}: annotation {ann_id}"
+        for key in ("image_id", "bbox") + (("category_id",) if require_categories else ()):
+            if key not in ann:
+                raise ValueError(f"{where}: missing key '{key}'")
+        where = f"{where} (image {ann['image_id']})"
+        if ann["image_id"] not in self.images:
+            raise ValueError(f"{where}: image id {ann['image_id']} is not in 'images'")
+        bbox = ann["bbox"]
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            raise ValueError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise ValueError(f"{where}: bbox {bbox} has a negative width or height")
+        if require_categories and ann["category_id"] not in self.cats:
+            raise ValueError(
+                f"{where}: unknown category id {ann['category_id']} (known: {sorted(self.cats)[:20]}"
+                f"{'...' if len(self.cats) > 20 else ''})"
+            )
+        if self.grounding:
+            if "tokens_positive" not in ann:
+                raise ValueError(f"{where}: missing key 'tokens_positive'")
+            caption = self.images[ann["image_id"]]["caption"]
+            # a box may name no phrase (empty list); a span itself may not be empty
+            self._check_spans(ann["tokens_positive"], caption, f"{where}: tokens_positive", allow_empty_list=True)
+
+    # ------------------------------------------------------------------ access
+    def category_ids(self) -> List[Any]:
+        """Category ids in file order (what pycocotools ``getCatIds()`` returns)."""
+        return list(self.cats)
+
+    def as_pycocotools(self) -> Any:
+        """A ``pycocotools.coco.COCO`` over the same records (built once, quietly)."""
+        if self._coco is None:
+            from pycocotools.coco import COCO
+
+            coco = COCO()
+            coco.dataset = self.dataset
+            with contextlib.redirect_stdout(io.StringIO()):
+                coco.createIndex()
+            self._coco = coco
+        return self._coco

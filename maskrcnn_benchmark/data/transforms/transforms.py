@@ -1,0 +1,215 @@
+"""Image + target transforms (upstream-facts.md 1.2).
+
+Every transform is called as ``image, target = t(image, target)``; ``target`` is a ``BoxList`` (xyxy, in the
+coordinates of ``image``) or None. Randomness uses the ``random`` module only, so a caller can make one
+sample reproducible by seeding (or swapping) that state.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torchvision.transforms.functional as F
+
+__all__ = [
+    "Compose",
+    "Resize",
+    "RandomHorizontalFlip",
+    "ToTensor",
+    "Normalize",
+    "resized_size",
+    "swap_left_right",
+]
+
+_LEFT_RIGHT = re.compile(r"\b(left|right|Left|Right|LEFT|RIGHT)\b")
+_SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+
+
+class Compose:
+    """Apply transforms in order."""
+
+    def __init__(self, transforms: Sequence[Any]):
+        self.transforms = list(transforms)
+
+    def __call__(self, image: Any, target: Any = None) -> Tuple[Any, Any]:
+        for t in self.transforms:
+            image, target = t(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n    {t!r}" for t in self.transforms)
+        return f"{type(self).__name__}({inner}\n)"
+
+
+def resized_size(width: int, height: int, min_size: int, max_size: Optional[int]) -> Tuple[int, int]:
+    """Output (height, width) of upstream's resize rule.
+
+    The shorter side becomes ``min_size`` unless the longer side would exceed ``max_size``, in which case
+    ``min_size = round(max_size * short / long)``; the other side is ``int(min_size * long / short)``
+    (truncated). An image whose shorter side already equals the target keeps its size.
+
+    Args:
+        width, height: input size in pixels.
+        min_size: target shorter side.
+        max_size: cap on the longer side (None: no cap).
+
+    Returns:
+        (out_height, out_width).
+    """
+    size = min_size
+    short, long = float(min(width, height)), float(max(width, height))
+    if max_size is not None and long / short * size > max_size:
+        size = int(round(max_size * short / long))
+    if (width <= height and width == size) or (height <= width and height == size):
+        return height, width
+    if width < height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+class Resize:
+    """Resize so the shorter side is a random choice of ``min_size`` (upstream ``Resize``).
+
+    Args:
+        min_size: one size or a tuple to choose from (``AUGMENT.MULT_MIN_SIZE_TRAIN`` / ``INPUT.MIN_SIZE_*``).
+        max_size: cap on the longer side (``INPUT.MAX_SIZE_*``).
+    """
+
+    def __init__(self, min_size: Union[int, Sequence[int]], max_size: Optional[int]):
+        if isinstance(min_size, int):
+            min_size = (min_size,)
+        self.min_size = tuple(int(s) for s in min_size)
+        if not self.min_size or min(self.min_size) <= 0:
+            raise ValueError(f"Resize: min_size must be positive sizes, got {min_size}")
+        self.max_size = max_size
+
+    def __call__(self, image: Any, target: Any = None) -> Tuple[Any, Any]:
+        width, height = image.size
+        size = random.choice(self.min_size)
+        out_h, out_w = resized_size(width, height, size, self.max_size)
+        if (out_h, out_w) != (height, width):
+            image = F.resize(image, [out_h, out_w], interpolation=F.InterpolationMode.BILINEAR)
+        if target is not None:
+            target = target.resize(image.size)
+        return image, target
+
+    def __repr__(self) -> str:
+        return f"Resize(min_size={self.min_size}, max_size={self.max_size})"
+
+
+def swap_left_right(
+    caption: str, spans: Sequence[Sequence[Sequence[int]]]
+) -> Tuple[str, List[List[List[int]]]]:
+    """Swap the words "left" and "right" in a caption and move character spans accordingly.
+
+    Args:
+        caption: the text.
+        spans: per box (or phrase), a list of [start, end) spans into ``caption``.
+
+    Returns:
+        (new_caption, new_spans) with spans pointing at the same words in the new caption.
+    """
+    pieces: List[str] = []
+    # old offset -> new offset, piecewise: (old_start, old_end, new_start, new_end)
+    edits: List[Tuple[int, int, int, int]] = []
+    last = 0
+    shift = 0
+    for m in _LEFT_RIGHT.finditer(caption):
+        pieces.append(caption[last : m.start()])
+        new_word = _SWAP[m.group(0)]
+        pieces.append(new_word)
+        edits.append((m.start(), m.end(), m.start() + shift, m.start() + shift + len(new_word)))
+        shift += len(new_word) - len(m.group(0))
+        last = m.end()
+    if not edits:
+        return caption, [[list(s) for s in box] for box in spans]
+    pieces.append(caption[last:])
+
+    def move(pos: int, is_end: bool) -> int:
+        delta = 0
+        for old_s, old_e, new_s, new_e in edits:
+            if pos <= old_s:
+                break
+            if pos < old_e or (is_end and pos == old_e):
+                return new_e if is_end else new_s
+            delta = new_e - old_e
+        return pos + delta
+
+    new_spans = [[[move(s, False), move(e, True)] for s, e in box] for box in spans]
+    return "".join(pieces), new_spans
+
+
+class RandomHorizontalFlip:
+    """Flip image and boxes left-right with probability ``prob`` (+1 convention: x1' = W - x2 - 1).
+
+    Args:
+        prob: flip probability (``AUGMENT.FLIP_PROB_TRAIN``).
+        swap_left_right: also swap "left"/"right" in the target's "caption" and move its "tokens_positive"
+            spans (``INPUT.FLIP_SWAP_LEFT_RIGHT``; upstream does not, so the default is False).
+    """
+
+    def __init__(self, prob: float = 0.5, swap_left_right: bool = False):
+        self.prob = float(prob)
+        self.swap_left_right = bool(swap_left_right)
+
+    def __call__(self, image: Any, target: Any = None) -> Tuple[Any, Any]:
+        if self.prob <= 0 or random.random() >= self.prob:
+            return image, target
+        image = F.hflip(image)
+        if target is not None:
+            target = target.transpose(0)
+            if self.swap_left_right and target.has_field("caption"):
+                self._swap_caption(target)
+        return image, target
+
+    @staticmethod
+    def _swap_caption(target: Any) -> None:
+        original = target.get_field("caption")
+        for name in ("tokens_positive", "tokens_positive_eval"):
+            if target.has_field(name):
+                _, moved = swap_left_right(original, target.get_field(name))
+                target.add_field(name, moved)
+        target.add_field("caption", swap_left_right(original, [])[0])
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(prob={self.prob}, swap_left_right={self.swap_left_right})"
+
+
+class ToTensor:
+    """PIL image -> float tensor [3, H, W] in [0, 1] (RGB)."""
+
+    def __call__(self, image: Any, target: Any = None) -> Tuple[torch.Tensor, Any]:
+        return F.to_tensor(image), target
+
+    def __repr__(self) -> str:
+        return "ToTensor()"
+
+
+class Normalize:
+    """(x - mean) / std per channel; with ``to_bgr255`` the RGB [0, 1] input becomes BGR [0, 255] first.
+
+    Args:
+        mean: ``INPUT.PIXEL_MEAN`` (in the channel order after the optional BGR swap).
+        std: ``INPUT.PIXEL_STD``.
+        to_bgr255: ``INPUT.TO_BGR255`` (FIBER weights expect True).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], to_bgr255: bool = True):
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f"Normalize: mean and std need 3 values, got {list(mean)} and {list(std)}")
+        if min(std) <= 0:
+            raise ValueError(f"Normalize: std must be positive, got {list(std)}")
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+        self.to_bgr255 = bool(to_bgr255)
+
+    def __call__(self, image: torch.Tensor, target: Any = None) -> Tuple[torch.Tensor, Any]:
+        if self.to_bgr255:
+            image = image[[2, 1, 0]] * 255
+        return F.normalize(image, mean=self.mean, std=self.std), target
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std}, to_bgr255={self.to_bgr255})"
