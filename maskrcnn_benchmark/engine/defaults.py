@@ -1,0 +1,171 @@
+"""Shared plumbing of the command-line tools (tools/train_net.py, test_grounding_net.py, finetune.py, demo).
+
+* :func:`add_common_arguments` - upstream's flags every tool accepts (``--config-file``, ``--local_rank`` /
+  ``--local-rank``, trailing ``opts``);
+* :func:`load_config` - defaults + config file + task file + opts, with errors that name the key and file;
+* :func:`default_setup` - output folder, logging (rank 0 verbose, others warnings), the command line, the
+  environment and the merged config in the log, ``config.yaml`` saved next to the outputs, seeding;
+* :func:`run_tool` - turns bad user input (missing file, unknown key, bad weight file) into a one-line message
+  and a non-zero exit instead of a traceback wall (``FIBER_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from maskrcnn_benchmark.utils.distributed import get_rank, get_world_size
+from maskrcnn_benchmark.utils.logger import setup_logger
+from maskrcnn_benchmark.utils.miscellaneous import save_config, seed_all
+
+__all__ = [
+    "add_common_arguments",
+    "load_config",
+    "merge_config_file",
+    "default_setup",
+    "resolve_device",
+    "run_tool",
+    "UserInputError",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class UserInputError(ValueError):
+    """A problem with what the user asked for (reported in one line by :func:`run_tool`)."""
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--config-file``, ``--local_rank``/``--local-rank`` (ignored: torchrun sets LOCAL_RANK) and ``opts``."""
+    parser.add_argument("--config-file", "--config_file", dest="config_file", default="", metavar="FILE",
+                        help="path to the model config (YAML)")
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=0,
+                        help="set by torch.distributed.launch; torchrun uses the LOCAL_RANK variable instead")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 100")
+    return parser
+
+
+def merge_config_file(cfg, path: str) -> None:
+    """Merge a YAML file into ``cfg``; a missing file raises FileNotFoundError naming it."""
+    if not path:
+        raise UserInputError("no config file given (--config-file FILE)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} does not exist")
+    from maskrcnn_benchmark import config as config_module
+
+    merge = getattr(config_module, "merge_from_file", None)
+    if merge is not None:
+        merge(cfg, path)
+    else:
+        cfg.merge_from_file(path)
+
+
+def _clean_opts(opts: Optional[Sequence[str]]) -> list:
+    opts = [item for item in (opts or []) if item != "\\" and item.strip() != ""]
+    if opts and opts[0] == "--":
+        opts = opts[1:]
+    if len(opts) % 2:
+        raise UserInputError(f"config overrides must be KEY VALUE pairs; got an odd number of items: {opts}")
+    return opts
+
+
+def load_config(config_file: str, opts: Optional[Sequence[str]] = None, task_config: Optional[str] = None,
+                freeze: bool = False):
+    """Defaults + ``config_file`` (+ ``task_config``) + ``opts`` (the command line wins, also over the task file).
+
+    Args:
+        config_file: model YAML.
+        opts: flat ``[KEY, VALUE, ...]`` overrides.
+        task_config: optional task YAML merged after the model YAML (test_grounding_net / finetune).
+        freeze: freeze the result.
+
+    Returns:
+        a new CfgNode.
+    """
+    from maskrcnn_benchmark.config import cfg as default_cfg
+
+    cfg = default_cfg.clone()
+    cfg.defrost()
+    merge_config_file(cfg, config_file)
+    opts = _clean_opts(opts)
+    if opts:
+        cfg.merge_from_list(opts)
+    if task_config:
+        merge_config_file(cfg, task_config)
+        if opts:
+            cfg.merge_from_list(opts)
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def resolve_device(cfg) -> torch.device:
+    """``MODEL.DEVICE``, falling back to the CPU (with a warning) when CUDA is asked for but absent."""
+    name = str(cfg.MODEL.DEVICE)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("MODEL.DEVICE is %s but no CUDA device is visible: running on the CPU", name)
+        return torch.device("cpu")
+    if name.startswith("cuda") and get_world_size() > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
+def _environment_summary() -> str:
+    import platform
+
+    cuda = torch.version.cuda if torch.cuda.is_available() else "not available"
+    return (f"python {platform.python_version()}, torch {torch.__version__} (CUDA {cuda}), "
+            f"{torch.cuda.device_count()} GPU(s), world size {get_world_size()}")
+
+
+def default_setup(cfg, args, tool: str, save_cfg: bool = True, seed: Optional[int] = None,
+                  all_ranks_log: bool = False) -> logging.Logger:
+    """Create OUTPUT_DIR, configure logging, log the command/environment/config, save config.yaml, seed.
+
+    Args:
+        cfg: the merged config.
+        args: parsed arguments (logged).
+        tool: tool name used as the log file prefix and logger name.
+        save_cfg: write ``OUTPUT_DIR/config.yaml`` (rank 0).
+        seed: seed for this process (default ``SOLVER.SEED + rank``, as upstream's train_net).
+        all_ranks_log: let every rank log INFO (upstream's ``--disable_output_distributed``).
+    """
+    rank = get_rank()
+    output_dir = cfg.OUTPUT_DIR
+    if output_dir and rank == 0:
+        os.makedirs(output_dir, exist_ok=True)
+    tool_logger = setup_logger("maskrcnn_benchmark", output_dir, rank, filename=f"{tool}_log.txt",
+                               all_ranks=all_ranks_log)
+    setup_logger(tool, output_dir, rank, filename=f"{tool}_log.txt", all_ranks=all_ranks_log)
+    tool_logger.info("command: %s", " ".join(sys.argv))
+    tool_logger.info("arguments: %s", args)
+    tool_logger.info("environment: %s", _environment_summary())
+    tool_logger.debug("running with config:\n%s", cfg)
+    if save_cfg and output_dir and rank == 0:
+        save_config(cfg, os.path.join(output_dir, "config.yaml"))
+    seed_all(int(cfg.SOLVER.SEED) + rank if seed is None else seed)
+    return tool_logger
+
+
+def run_tool(main: Callable[[], int]) -> None:
+    """Run a tool's ``main``; user errors end the process with a one-line message and exit status 2."""
+    from maskrcnn_benchmark.utils.distributed import cleanup_distributed
+
+    try:
+        status = main()
+    except (FileNotFoundError, UserInputError, KeyError, ValueError, TypeError) as error:
+        if os.environ.get("FIBER_DEBUG"):
+            raise
+        logging.getLogger("maskrcnn_benchmark").debug("error details", exc_info=True)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"error: {type(error).__name__}: {message} (set FIBER_DEBUG=1 for the traceback)", file=sys.stderr)
+        cleanup_distributed()
+        sys.exit(2)
+    cleanup_distributed()
+    sys.exit(status or 0)

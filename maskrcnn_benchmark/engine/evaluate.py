@@ -1,0 +1,148 @@
+"""Evaluate one checkpoint on a list of task configs (the body of tools/test_grounding_net.py).
+
+Output layout, per data set: ``OUTPUT_DIR/eval/<weight name>/<dataset>/`` with the evaluator's predictions JSON
+(COCO-style), ``metrics.json`` and ``metrics.txt``; and ``OUTPUT_DIR/eval/<weight name>/summary.json`` +
+``summary.txt`` with every data set's metrics, plus the mean AP over ODinW task configs when there are several.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from maskrcnn_benchmark.engine.inference import primary_metric
+from maskrcnn_benchmark.engine.runner import apply_postprocessing, build_model, evaluate_datasets, prepare_task_config
+from maskrcnn_benchmark.utils.distributed import is_main_process
+from maskrcnn_benchmark.utils.miscellaneous import atomic_write_text
+
+__all__ = ["load_weights", "evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task", "summarize_results"]
+
+logger = logging.getLogger(__name__)
+
+
+def weight_name(weight: Optional[str]) -> str:
+    """Folder name for a weight file: its base name without extension ("untrained" for none)."""
+    if not weight:
+        return "untrained"
+    return os.path.splitext(os.path.basename(weight))[0]
+
+
+def load_weights(model, cfg, weight: Optional[str]) -> None:
+    """Load the evaluation weights ("model", or "model_ema" with TEST.USE_EMA_WEIGHTS) strictly.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file does not fit the model (another architecture); the message names the file and
+            summarises the key report.
+    """
+    if not weight:
+        logger.warning("no --weight given: evaluating randomly initialised weights")
+        return
+    from maskrcnn_benchmark.engine.runner import resolve_weight_path
+    from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
+
+    path = resolve_weight_path(weight)
+    use_ema = bool(getattr(cfg.TEST, "USE_EMA_WEIGHTS", False))
+    checkpointer = DetectronCheckpointer(cfg, model, save_dir="")
+    checkpointer.load(path, force=True, use_ema=use_ema, resume=False, use_latest=False)
+    report = checkpointer.last_report
+    if report is not None and _report_is_mismatch(report):
+        raise ValueError(f"{path}: checkpoint does not fit the model built from the config: {_report_line(report)}")
+
+
+def _report_is_mismatch(report) -> bool:
+    return not report.is_clean
+
+
+def _report_line(report) -> str:
+    parts = []
+    for name in ("missing", "unexpected", "shape_mismatch"):
+        keys = [k[0] if isinstance(k, tuple) else k for k in getattr(report, name, None) or []]
+        if keys:
+            parts.append(f"{len(keys)} {name.replace('_', ' ')} key(s) (e.g. {', '.join(map(str, keys[:3]))})")
+    hints = report.hints() if hasattr(report, "hints") else []
+    return "; ".join(parts + list(hints))
+
+
+def is_odinw_task(task_path: str) -> bool:
+    """A task config from configs/odinw*/ (its AP goes into the ODinW average)."""
+    return "odinw" in task_path.replace("\\", "/").lower()
+
+
+def infer_eval_task(cfg) -> None:
+    """Fill an empty TEST.EVAL_TASK: grounding for Flickr/RefCOCO test sets, detection otherwise (logged)."""
+    if cfg.TEST.EVAL_TASK:
+        return
+    names = " ".join(cfg.DATASETS.TEST).lower()
+    task = "grounding" if ("flickr" in names or "refcoco" in names or "refexp" in names) else "detection"
+    logger.info("TEST.EVAL_TASK is empty: using %r for %s", task, list(cfg.DATASETS.TEST))
+    cfg.TEST.EVAL_TASK = task
+
+
+def summarize_results(results: Dict[str, Dict[str, Any]], odinw_tasks: Sequence[str]) -> Dict[str, Any]:
+    """Per-task primary metrics (+ the ODinW mean AP over the ODinW tasks given, when there are >= 2)."""
+    summary: Dict[str, Any] = {"tasks": {}}
+    for task, datasets in results.items():
+        summary["tasks"][task] = {name: metrics for name, metrics in datasets.items()}
+    odinw_values = []
+    for task in odinw_tasks:
+        values = [primary_metric(m) for m in results.get(task, {}).values()]
+        values = [v for v in values if v is not None]
+        if values:
+            odinw_values.append(sum(values) / len(values))
+    if len(odinw_tasks) >= 2:
+        if len(odinw_values) != len(odinw_tasks):
+            logger.warning("ODinW average: only %d of %d task(s) produced an AP", len(odinw_values), len(odinw_tasks))
+        summary["odinw_average_AP"] = sum(odinw_values) / len(odinw_values) if odinw_values else None
+        summary["odinw_num_tasks"] = len(odinw_values)
+    return summary
+
+
+def _summary_table(summary: Dict[str, Any]) -> str:
+    lines = [f"{'task':<60} {'dataset':<32} primary metric", "-" * 110]
+    for task, datasets in summary["tasks"].items():
+        for name, metrics in datasets.items():
+            value = primary_metric(metrics)
+            lines.append(f"{task:<60} {name:<32} {'n/a' if value is None else f'{value:.4f}'}")
+    if "odinw_average_AP" in summary:
+        value = summary["odinw_average_AP"]
+        lines.append(f"ODinW average AP over {summary['odinw_num_tasks']} data set(s): "
+                     f"{'n/a' if value is None else f'{value:.4f}'}")
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(base_cfg, config_file: str, opts, weight: Optional[str], task_configs: List[str],
+                        distributed: bool, device: torch.device) -> Dict[str, Any]:
+    """Build the model from ``base_cfg``, load ``weight``, evaluate every task config (or base DATASETS.TEST).
+
+    Returns:
+        the summary dict written to ``summary.json``.
+    """
+    from maskrcnn_benchmark.engine.defaults import load_config
+
+    base_cfg.freeze()
+    model = build_model(base_cfg, device)
+    load_weights(model, base_cfg, weight)
+    model.eval()
+    output_root = os.path.join(base_cfg.OUTPUT_DIR, "eval", weight_name(weight))
+    results: Dict[str, Dict[str, Any]] = {}
+    for task in task_configs or [config_file]:
+        task_cfg = load_config(config_file, opts, task_config=task if task_configs else None)
+        cfg = prepare_task_config(base_cfg, task_cfg, task)
+        infer_eval_task(cfg)
+        cfg.freeze()
+        apply_postprocessing(model, cfg)
+        logger.info("task %s: data sets %s", task, list(cfg.DATASETS.TEST))
+        results[task] = evaluate_datasets(cfg, model, distributed, device, output_root)
+    summary = summarize_results(results, [t for t in task_configs if is_odinw_task(t)])
+    if is_main_process():
+        atomic_write_text(os.path.join(output_root, "summary.json"), json.dumps(summary, indent=2, default=str))
+        table = _summary_table(summary)
+        atomic_write_text(os.path.join(output_root, "summary.txt"), table + "\n")
+        logger.info("\n%s", table)
+    return summary
+

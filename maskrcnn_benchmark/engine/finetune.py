@@ -1,0 +1,222 @@
+"""Fine-tune on a list of task configs (ODinW and custom data sets), optionally few-shot over several seeds.
+
+The body of tools/finetune.py. Per task config and per shuffle seed:
+
+1. config = model config + task file + opts, then ``--custom_shot_and_epoch_and_general_copy "S_E_C"``
+   (DATASETS.FEW_SHOT=S, SOLVER.MAX_EPOCH=E, DATASETS.GENERAL_COPY=C), then opts again (the command line wins),
+   then ``SOLVER.TUNING_HIGHLEVEL_OVERRIDE``; the seed goes to DATASETS.SHUFFLE_SEED, which the few-shot
+   sampler honours (different subsets per seed; upstream ignores it);
+2. output folder ``OUTPUT_DIR/ft_task_<i>`` (+ ``_seed_<s>``); a relaunch resumes from its last checkpoint;
+3. train (unless ``--skip-train``; S = 10000 copies the initial weights as ``model_best.pth`` instead,
+   upstream's zero-shot shortcut), then evaluate: the final model on DATASETS.TEST (unless ``--skip-test``),
+   and with ``--evaluate_only_best_on_test`` the best model (``model_best.pth``, else the final one) on the
+   registered "test" split (``--push_both_val_and_test`` adds its "val" numbers too).
+
+Results: ``OUTPUT_DIR/finetune_results.json`` and ``finetune_results.txt`` with every run's metrics, each
+task's mean over seeds and the mean over tasks.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from maskrcnn_benchmark.engine.inference import primary_metric
+from maskrcnn_benchmark.engine.runner import apply_tuning_mode, evaluate_datasets, resolve_weight_path, train
+from maskrcnn_benchmark.utils.distributed import is_main_process, synchronize
+from maskrcnn_benchmark.utils.miscellaneous import atomic_write_text, save_config
+
+__all__ = ["FinetuneOptions", "expand_task_globs", "parse_shot_epoch_copy", "task_config", "run_finetune"]
+
+logger = logging.getLogger(__name__)
+
+ZERO_SHOT_SHOTS = 10000  # upstream: "shot" 10000 = keep the pre-trained weights, no training
+
+
+@dataclass
+class FinetuneOptions:
+    """Command-line switches of tools/finetune.py."""
+
+    skip_train: bool = False
+    skip_test: bool = False
+    skip_optimizer_resume: bool = False
+    evaluate_only_best_on_test: bool = False
+    push_both_val_and_test: bool = False
+    use_tensorboard: bool = False
+
+
+def expand_task_globs(spec: str) -> List[str]:
+    """Comma-separated paths/globs -> sorted, de-duplicated existing files.
+
+    Raises:
+        FileNotFoundError: a pattern matches nothing (the message names it).
+    """
+    tasks: List[str] = []
+    for pattern in [p.strip() for p in spec.split(",") if p.strip()]:
+        matches = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        matches = [m for m in matches if os.path.isfile(m)]
+        if not matches:
+            raise FileNotFoundError(f"--ft-tasks: {pattern} matches no file")
+        tasks.extend(m for m in matches if m not in tasks)
+    if not tasks:
+        raise ValueError("--ft-tasks is empty")
+    return tasks
+
+
+def parse_shot_epoch_copy(value: Optional[str]):
+    """"S_E_C" -> (shots, epochs, copies) ints; None -> None."""
+    if not value:
+        return None
+    parts = value.strip().strip('"').split("_")
+    if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
+        raise ValueError(f"--custom_shot_and_epoch_and_general_copy must look like 3_200_4 (shots_epochs_copies), "
+                         f"got {value!r}")
+    return tuple(int(p) for p in parts)
+
+
+def task_config(config_file: str, opts, task: str, shot_epoch_copy, seed: Optional[int], output_dir: str):
+    """The config of one fine-tuning run (see the module docstring for the merge order)."""
+    from maskrcnn_benchmark.engine.defaults import load_config
+
+    cfg = load_config(config_file, opts, task_config=task)
+    if shot_epoch_copy is not None:
+        shots, epochs, copies = shot_epoch_copy
+        cfg.DATASETS.FEW_SHOT = shots
+        cfg.SOLVER.MAX_EPOCH = epochs
+        cfg.DATASETS.GENERAL_COPY = copies
+        from maskrcnn_benchmark.engine.defaults import _clean_opts
+
+        clean = _clean_opts(opts)
+        if clean:
+            cfg.merge_from_list(clean)
+    apply_tuning_mode(cfg)
+    if seed is not None:
+        cfg.DATASETS.SHUFFLE_SEED = seed
+    cfg.OUTPUT_DIR = output_dir
+    return cfg
+
+
+def _best_weights(output_dir: str) -> Optional[str]:
+    for name in ("model_best.pth", "model_final.pth"):
+        path = os.path.join(output_dir, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _evaluate_split(cfg, model, split: str, distributed: bool, device, folder: str) -> Optional[Dict[str, Any]]:
+    if split not in cfg.DATASETS.REGISTER:
+        logger.warning("no %r split registered in the task config: skipping its evaluation", split)
+        return None
+    split_cfg = cfg.clone()
+    split_cfg.defrost()
+    split_cfg.DATASETS.TEST = (split,)
+    split_cfg.freeze()
+    return evaluate_datasets(split_cfg, model, distributed, device, folder)
+
+
+def _evaluate_best(cfg, model, options: FinetuneOptions, distributed: bool, device) -> Dict[str, Any]:
+    from maskrcnn_benchmark.engine.evaluate import load_weights
+
+    results: Dict[str, Any] = {}
+    best = _best_weights(cfg.OUTPUT_DIR)
+    if best is not None:
+        load_weights(model, cfg, best)
+    splits = ["test"] + (["val"] if options.push_both_val_and_test else [])
+    for split in splits:
+        found = _evaluate_split(cfg, model, split, distributed, device,
+                                os.path.join(cfg.OUTPUT_DIR, "eval_best", split))
+        if found:
+            results[f"best_{split}"] = found
+    return results
+
+
+def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> Dict[str, Any]:
+    from maskrcnn_benchmark.engine.runner import build_model
+    from maskrcnn_benchmark.engine.evaluate import load_weights
+
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    if is_main_process():
+        save_config(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
+    zero_shot = int(cfg.DATASETS.FEW_SHOT) == ZERO_SHOT_SHOTS
+    if zero_shot or options.skip_train:
+        model = build_model(cfg, device)
+        weight = resolve_weight_path(cfg.MODEL.WEIGHT) if cfg.MODEL.WEIGHT else ""
+        if zero_shot and weight and is_main_process():
+            shutil.copyfile(weight, os.path.join(cfg.OUTPUT_DIR, "model_best.pth"))
+        synchronize()
+        load_weights(model, cfg, _best_weights(cfg.OUTPUT_DIR) or weight or None)
+        summary: Dict[str, Any] = {"trained": False}
+    else:
+        cfg.freeze()
+        model, train_summary = train(cfg, distributed, device, use_tensorboard=options.use_tensorboard,
+                                     skip_optimizer_resume=options.skip_optimizer_resume)
+        summary = {"trained": True, "iterations": train_summary["iteration"],
+                   "best_val_metric": train_summary["best_metric"]}
+    results: Dict[str, Any] = {"summary": summary}
+    if not options.skip_test:
+        results["final"] = evaluate_datasets(cfg, model, distributed, device, os.path.join(cfg.OUTPUT_DIR, "eval"))
+    if options.evaluate_only_best_on_test or options.push_both_val_and_test:
+        results.update(_evaluate_best(cfg, model, options, distributed, device))
+    return results
+
+
+def _headline(results: Dict[str, Any]) -> Optional[float]:
+    """The number a run is summarised by: best model on test if measured, else the final evaluation."""
+    for key in ("best_test", "final", "best_val"):
+        if key in results:
+            values = [primary_metric(m) for m in results[key].values()]
+            values = [v for v in values if v is not None]
+            if values:
+                return sum(values) / len(values)
+    return None
+
+
+def _results_table(table: Dict[str, Dict[str, Optional[float]]], task_means: Dict[str, Optional[float]],
+                   overall: Optional[float]) -> str:
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [f"{'task':<70} {'run':<14} metric", "-" * 95]
+    for task, runs in table.items():
+        for run, value in runs.items():
+            lines.append(f"{task:<70} {run:<14} {fmt(value)}")
+        lines.append(f"{task:<70} {'mean':<14} {fmt(task_means[task])}")
+    lines.append(f"{'average over tasks':<70} {'':<14} {fmt(overall)}")
+    return "\n".join(lines)
+
+
+def run_finetune(config_file: str, opts: Sequence[str], tasks: List[str], shot_epoch_copy, seeds: List[Optional[int]],
+                 output_root: str, options: FinetuneOptions, distributed: bool, device: torch.device) -> Dict[str, Any]:
+    """Fine-tune and evaluate every (task, seed); returns and writes the results (see module docstring)."""
+    all_results: Dict[str, Dict[str, Any]] = {}
+    table: Dict[str, Dict[str, Optional[float]]] = {}
+    for index, task in enumerate(tasks):
+        for seed in seeds:
+            folder = os.path.join(output_root, f"ft_task_{index + 1}" + (f"_seed_{seed}" if seed is not None else ""))
+            cfg = task_config(config_file, opts, task, shot_epoch_copy, seed, folder)
+            run = f"seed {seed}" if seed is not None else "default"
+            logger.info("fine-tuning task %d/%d %s (%s) into %s", index + 1, len(tasks), task, run, folder)
+            results = _run_one(cfg, options, distributed, device)
+            all_results.setdefault(task, {})[run] = results
+            table.setdefault(task, {})[run] = _headline(results)
+    task_means = {}
+    for task, runs in table.items():
+        values = [v for v in runs.values() if v is not None]
+        task_means[task] = sum(values) / len(values) if values else None
+    measured = [v for v in task_means.values() if v is not None]
+    overall = sum(measured) / len(measured) if measured else None
+    output = {"runs": all_results, "per_task": table, "task_means": task_means, "average": overall}
+    if is_main_process():
+        os.makedirs(output_root, exist_ok=True)
+        atomic_write_text(os.path.join(output_root, "finetune_results.json"), json.dumps(output, indent=2, default=str))
+        text = _results_table(table, task_means, overall)
+        atomic_write_text(os.path.join(output_root, "finetune_results.txt"), text + "\n")
+        logger.info("fine-tuning results:\n%s", text)
+    output["table"] = _results_table(table, task_means, overall)
+    return output

@@ -1,0 +1,318 @@
+"""What the tools run: build everything for training and call ``do_train``; evaluate on test sets / task files.
+
+``train(cfg, ...)`` is upstream train_net's ``train()`` with the order fixed so resume is exact: build the model,
+optimizer, scheduler, EMA and checkpointer, load (or resume) the weights, THEN build the training loader at the
+resumed iteration. ``evaluate_datasets(cfg, model, ...)`` runs :func:`inference` on every ``DATASETS.TEST`` name.
+``TUNING_MODES`` holds the freezing presets of ``SOLVER.TUNING_HIGHLEVEL_OVERRIDE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from maskrcnn_benchmark.engine.inference import inference, primary_metric
+from maskrcnn_benchmark.engine.trainer import do_train, resolve_checkpoint_period
+from maskrcnn_benchmark.utils.distributed import get_rank, get_world_size, is_main_process
+
+__all__ = [
+    "TUNING_MODES",
+    "apply_tuning_mode",
+    "resolve_weight_path",
+    "build_model",
+    "train",
+    "evaluate_datasets",
+    "make_test_loaders",
+]
+
+logger = logging.getLogger(__name__)
+
+# SOLVER.TUNING_HIGHLEVEL_OVERRIDE presets (upstream tools/finetune.py): which parts are frozen.
+# Keys: BACKBONE.FREEZE (image body), FPN.FREEZE, RPN.FREEZE (head), LINEAR_PROB (only the head's last
+# layers train), ADD_LINEAR_LAYER (a tunable offset on the prompt embeddings), LANGUAGE_BACKBONE.FREEZE.
+TUNING_MODES: Dict[str, Dict[str, bool]] = {
+    "full": dict(backbone=False, fpn=False, rpn=False, linear_prob=False, linear_layer=False, language=False),
+    "linear_prob": dict(backbone=True, fpn=True, rpn=False, linear_prob=True, linear_layer=False, language=True),
+    "language_prompt_v1": dict(backbone=True, fpn=True, rpn=True, linear_prob=False, linear_layer=False,
+                               language=False),
+    "language_prompt_v2": dict(backbone=True, fpn=True, rpn=True, linear_prob=False, linear_layer=True,
+                               language=True),
+    "language_prompt_v3": dict(backbone=True, fpn=True, rpn=False, linear_prob=False, linear_layer=True,
+                               language=True),
+    "language_prompt_v4": dict(backbone=True, fpn=True, rpn=True, linear_prob=True, linear_layer=True,
+                               language=True),
+}
+
+
+def apply_tuning_mode(cfg) -> None:
+    """Apply ``SOLVER.TUNING_HIGHLEVEL_OVERRIDE`` (None/"" = leave the config alone) to a defrosted cfg."""
+    mode = cfg.SOLVER.TUNING_HIGHLEVEL_OVERRIDE
+    if not mode:
+        return
+    if mode not in TUNING_MODES:
+        raise ValueError(f"SOLVER.TUNING_HIGHLEVEL_OVERRIDE {mode!r} is unknown; choose one of {sorted(TUNING_MODES)}")
+    preset = TUNING_MODES[mode]
+    cfg.MODEL.BACKBONE.FREEZE = preset["backbone"]
+    cfg.MODEL.FPN.FREEZE = preset["fpn"]
+    cfg.MODEL.RPN.FREEZE = preset["rpn"]
+    cfg.MODEL.LINEAR_PROB = preset["linear_prob"]
+    cfg.MODEL.DYHEAD.FUSE_CONFIG.ADD_LINEAR_LAYER = preset["linear_layer"]
+    cfg.MODEL.LANGUAGE_BACKBONE.FREEZE = preset["language"]
+    if mode == "linear_prob":
+        cfg.MODEL.DYHEAD.USE_CHECKPOINT = False
+    logger.info("tuning mode %s: %s", mode, preset)
+
+
+def resolve_weight_path(path: str) -> str:
+    """Find a weight file: as given, else through the data-root search of the paths catalog.
+
+    Raises:
+        FileNotFoundError: naming the file and where it was looked for.
+    """
+    if not path:
+        return ""
+    if os.path.isfile(path):
+        return path
+    try:
+        from maskrcnn_benchmark.config.paths_catalog import try_to_find
+    except ImportError:
+        try_to_find = None
+    if try_to_find is not None:
+        try:
+            found = try_to_find(path)
+        except FileNotFoundError:
+            found = None
+        if found and os.path.isfile(found):
+            return found
+    raise FileNotFoundError(f"weight file {path} not found (looked in ./ and the data roots: ./, $DATASET, "
+                            "./DATASET, ./OUTPUT, ./data, ./MODEL)")
+
+
+def build_model(cfg, device: torch.device):
+    """``build_detection_model(cfg)`` moved to ``device``."""
+    from maskrcnn_benchmark.modeling.detector import build_detection_model
+
+    model = build_detection_model(cfg)
+    model.to(device)
+    return model
+
+
+def _wrap_ddp(model, cfg, device):
+    if get_world_size() == 1:
+        return model
+    device_ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=device_ids, output_device=device_ids[0] if device_ids else None,
+        find_unused_parameters=bool(cfg.SOLVER.FIND_UNUSED_PARAMETERS), broadcast_buffers=False)
+
+
+def make_test_loaders(cfg, distributed: bool) -> List[Tuple[str, Any]]:
+    """(name, loader) for every ``DATASETS.TEST`` entry."""
+    from maskrcnn_benchmark.data.build import make_data_loader
+
+    loaders = make_data_loader(cfg, is_train=False, is_distributed=distributed)
+    names = list(cfg.DATASETS.TEST)
+    if len(names) != len(loaders):
+        raise ValueError(f"DATASETS.TEST names {len(names)} data sets but {len(loaders)} loaders were built")
+    return list(zip(names, loaders))
+
+
+def _make_validator(cfg, distributed: bool, device):
+    if not (cfg.TEST.DURING_TRAINING or cfg.SOLVER.USE_AUTOSTEP):
+        return None
+    name, loader = make_test_loaders(cfg, distributed)[0]
+
+    def validator(model, iteration: int) -> Optional[float]:
+        folder = os.path.join(cfg.OUTPUT_DIR, "eval_during_training", f"{iteration:07d}", name)
+        metrics = inference(model, loader, name, device=device, output_folder=folder, cfg=cfg)
+        return primary_metric(metrics)
+
+    return validator
+
+
+def _make_ema(cfg, model):
+    decay = float(cfg.SOLVER.MODEL_EMA)
+    if decay <= 0:
+        return None
+    from maskrcnn_benchmark.solver.ema import ModelEMA
+
+    return ModelEMA(model, decay)
+
+
+def _train_loader(cfg, distributed: bool, start_iter: int):
+    from maskrcnn_benchmark.data.build import make_data_loader
+
+    return make_data_loader(cfg, is_train=True, is_distributed=distributed, start_iter=start_iter)
+
+
+def _nan_dumper(cfg, model):
+    def dump(iteration: int) -> None:
+        path = os.path.join(cfg.OUTPUT_DIR, f"nan_debug_{iteration:07d}.pth")
+        from maskrcnn_benchmark.utils.checkpoint import atomic_torch_save
+
+        state = (model.module if hasattr(model, "module") else model).state_dict()
+        atomic_torch_save({"model": state, "iteration": iteration}, path)
+        logger.error("weights at the non-finite loss saved to %s", path)
+
+    return dump
+
+
+def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = False,
+          skip_optimizer_resume: bool = False, debug_nan_checkpoint: bool = False, weight: Optional[str] = None):
+    """Train with ``cfg`` (frozen except for the derived SOLVER.MAX_ITER); returns (model, summary).
+
+    Args:
+        cfg: merged config; MODEL.WEIGHT (or ``weight``) initialises the model unless OUTPUT_DIR holds a
+            ``last_checkpoint`` (then training resumes from it).
+        distributed: a process group is running.
+        device: training device.
+        use_tensorboard: write TensorBoard events.
+        skip_optimizer_resume: when resuming, do not restore optimizer/scheduler state.
+        debug_nan_checkpoint: save the weights when a non-finite loss stops training.
+        weight: overrides MODEL.WEIGHT.
+    """
+    from maskrcnn_benchmark.solver import make_lr_scheduler, make_optimizer
+    from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
+
+    model = build_model(cfg, device)
+    loader = _train_loader(cfg, distributed, start_iter=0)  # derives SOLVER.MAX_ITER from MAX_EPOCH if set
+    optimizer = make_optimizer(cfg, model)
+    scheduler = make_lr_scheduler(cfg, optimizer)
+    ema = _make_ema(cfg, model)
+    checkpointer = DetectronCheckpointer(cfg, model, optimizer, scheduler, cfg.OUTPUT_DIR,
+                                         save_to_disk=is_main_process(), ema=ema)
+    weight_path = "" if checkpointer.has_checkpoint() else resolve_weight_path(weight or cfg.MODEL.WEIGHT)
+    extras = checkpointer.load(weight_path, skip_optimizer=skip_optimizer_resume)
+    arguments: Dict[str, Any] = {"iteration": 0}
+    if checkpointer.has_checkpoint():
+        arguments.update(extras)
+    start_iter = int(arguments.get("iteration", 0))
+    if start_iter > 0:
+        loader = _train_loader(cfg, distributed, start_iter=start_iter)
+    wrapped = _wrap_ddp(model, cfg, device)
+    validator = _make_validator(cfg, distributed, device)
+    summary = do_train(
+        cfg, wrapped, loader, optimizer, scheduler, checkpointer, device,
+        resolve_checkpoint_period(cfg, int(cfg.SOLVER.MAX_ITER)), arguments, validator=validator, model_ema=ema,
+        use_tensorboard=use_tensorboard, on_nan=_nan_dumper(cfg, model) if debug_nan_checkpoint else None)
+    return model, summary
+
+
+def evaluate_datasets(cfg, model, distributed: bool, device: torch.device, output_root: str) -> Dict[str, Any]:
+    """Run :func:`inference` on every DATASETS.TEST entry; outputs under ``output_root/<dataset>/``.
+
+    Returns:
+        dataset name -> metrics dict.
+    """
+    results: Dict[str, Any] = {}
+    for name, loader in make_test_loaders(cfg, distributed):
+        folder = os.path.join(output_root, name) if output_root else None
+        results[name] = inference(model, loader, name, device=device, output_folder=folder, cfg=cfg)
+    if get_rank() == 0:
+        logger.info("evaluated %d data set(s): %s", len(results),
+                    {name: primary_metric(metrics) for name, metrics in results.items()})
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# task configs at evaluation time (tools/test_grounding_net.py)
+# ---------------------------------------------------------------------------------------------------------
+# MODEL.* keys a task config may change: they are applied by rebuilding the post-processor of the model.
+POSTPROCESSING_KEYS = (
+    "MODEL.ATSS.INFERENCE_TH",
+    "MODEL.ATSS.NMS_TH",
+    "MODEL.ATSS.PRE_NMS_TOP_N",
+    "MODEL.ATSS.DETECTIONS_PER_IMG",
+    "MODEL.DYHEAD.SCORE_AGG",
+)
+# MODEL.* keys a task config may carry without effect (logged): upstream's task yamls set NUM_CLASSES
+# "placeholders" and echo keys of heads FIBER does not have; the weights file wins over MODEL.WEIGHT.
+_IGNORED_PREFIXES = ("MODEL.RETINANET.", "MODEL.FCOS.", "MODEL.ROI_HEADS.", "MODEL.ROI_BOX_HEAD.",
+                     "MODEL.ROI_MASK_HEAD.", "MODEL.ROI_KEYPOINT_HEAD.")
+_IGNORED_KEYS = ("MODEL.WEIGHT", "MODEL.DEVICE")
+
+
+def _flatten(node, prefix: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}.{key}"
+        if hasattr(value, "items"):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def classify_task_model_keys(base_cfg, task_cfg) -> Dict[str, List[str]]:
+    """Sort the MODEL.* keys whose value differs between the model config and a task config.
+
+    Returns:
+        {"applied": post-processing keys that take effect, "ignored": placeholders / inert keys (logged),
+        "rejected": keys that would change the network (an error)}.
+    """
+    base, task = _flatten(base_cfg.MODEL, "MODEL"), _flatten(task_cfg.MODEL, "MODEL")
+    result: Dict[str, List[str]] = {"applied": [], "ignored": [], "rejected": []}
+    for key in sorted(set(base) | set(task)):
+        if base.get(key) == task.get(key):
+            continue
+        if key in POSTPROCESSING_KEYS:
+            result["applied"].append(key)
+        elif key.endswith(".NUM_CLASSES") or key in _IGNORED_KEYS or key.startswith(_IGNORED_PREFIXES):
+            result["ignored"].append(key)
+        else:
+            result["rejected"].append(key)
+    return result
+
+
+def prepare_task_config(base_cfg, task_cfg, task_name: str):
+    """Check a task config against the model's and return the config its post-processor is built from.
+
+    The returned config is ``task_cfg`` with every ignored MODEL.* key reset to the model's value (so e.g. a
+    ``DYHEAD.NUM_CLASSES: 8`` placeholder does not shrink the label slots).
+
+    Raises:
+        ValueError: the task config changes a key that shapes the network (names the keys and the file).
+    """
+    keys = classify_task_model_keys(base_cfg, task_cfg)
+    if keys["rejected"]:
+        details = ", ".join(f"{k}={_lookup(task_cfg, k)!r} (model: {_lookup(base_cfg, k)!r})" for k in keys["rejected"])
+        raise ValueError(f"{task_name}: task config changes model keys that do not fit the loaded model: {details}; "
+                         "pass them with the model config instead")
+    if keys["ignored"]:
+        logger.info("%s: ignoring MODEL keys that do not change the loaded model (placeholders / unused heads): %s",
+                    task_name, ", ".join(keys["ignored"]))
+    if keys["applied"]:
+        logger.info("%s: post-processing keys taking effect: %s", task_name,
+                    ", ".join(f"{k}={_lookup(task_cfg, k)!r}" for k in keys["applied"]))
+    cfg = task_cfg.clone()
+    cfg.defrost()
+    for key in keys["ignored"]:
+        _assign(cfg, key, _lookup(base_cfg, key))
+    return cfg
+
+
+def _lookup(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _assign(cfg, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    node = cfg
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def apply_postprocessing(model, cfg) -> None:
+    """Rebuild the model's test-time post-processor from ``cfg`` (MODEL.ATSS.*, TEST.MDETR_STYLE_...)."""
+    from maskrcnn_benchmark.modeling.rpn.inference import build_atss_postprocessor
+
+    core = model.module if hasattr(model, "module") else model
+    old = core.rpn.post_processor
+    core.rpn.post_processor = build_atss_postprocessor(cfg, old.box_coder)
