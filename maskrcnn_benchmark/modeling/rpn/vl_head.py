@@ -1,0 +1,258 @@
+"""FIBER's vision-language ATSS head (upstream ``modeling/rpn/vldyhead.py`` ``VLDyHead``, ``VLDyHeadModule``).
+
+``VLDyHead`` runs the DyHead tower over the FPN levels and predicts, per anchor: box deltas (scaled per level),
+a centerness logit, and a logit against every text token (dot product of the tower feature with projected,
+L2-normalised final text features; upstream-facts.md 1.11). ``VLDyHeadModule`` (registered as ``"VLDYHEAD"``,
+state-dict prefix ``rpn.``) adds the anchors, the ATSS losses in training and the post-processing at test.
+
+The class logits ``cls_logits`` exist only so that upstream's checkpoints load without unexpected keys: they
+are frozen, never computed, and their loss is the constant 0 upstream multiplies it to.
+"""
+
+import logging
+import math
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskrcnn_benchmark.modeling.registry import RPN_ARCHITECTURES
+
+from .anchor_generator import AnchorGenerator, build_anchor_generator
+from .box_coder import BoxCoder
+from .dyhead import build_dyhead_tower
+from .inference import ATSSPostProcessor, build_atss_postprocessor
+from .loss import VLATSSLoss, build_vl_atss_loss
+
+__all__ = ["Scale", "HeadOutputs", "VLDyHead", "VLDyHeadModule", "build_vldyhead_module", "split_positive_map"]
+
+logger = logging.getLogger(__name__)
+
+# Logits are clamped to this magnitude (upstream FUSE_CONFIG.CLAMP_DOT_PRODUCT) to keep fp16 finite.
+_DOT_PRODUCT_CLAMP = 50000.0
+
+
+def _prior_bias(prior_prob: float) -> float:
+    """Logit of the prior probability: ``-ln((1 - p) / p)`` (-4.59512 for p = 0.01)."""
+    return -math.log((1 - prior_prob) / prior_prob)
+
+
+class Scale(nn.Module):
+    """Multiplies its input by a learnable scalar ``scale`` (init ``init_value``)."""
+
+    def __init__(self, init_value: float = 1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([float(init_value)]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+class HeadOutputs(NamedTuple):
+    """Raw predictions, one entry per FPN level l (A = 1 anchor per location).
+
+    Attributes:
+        box_regression: Tensor[B, 4, H_l, W_l] box-coder deltas.
+        centerness: Tensor[B, 1, H_l, W_l] logits.
+        dot_product_logits: Tensor[B, H_l*W_l, L] anchor-token logits (anchor order: rows, then columns).
+        tower_features: Tensor[B, C, H_l, W_l] DyHead tower outputs.
+    """
+
+    box_regression: List[torch.Tensor]
+    centerness: List[torch.Tensor]
+    dot_product_logits: List[torch.Tensor]
+    tower_features: List[torch.Tensor]
+
+
+class VLDyHead(nn.Module):
+    """DyHead tower + box, centerness and token-alignment predictors.
+
+    Args:
+        in_channels: FPN channels (``MODEL.BACKBONE.OUT_CHANNELS``).
+        channels: tower width (``MODEL.DYHEAD.CHANNELS``).
+        num_convs: DyConv blocks (``MODEL.DYHEAD.NUM_CONVS``).
+        num_groups: GroupNorm groups (``MODEL.GROUP_NORM.NUM_GROUPS``).
+        num_levels: FPN levels (one ``Scale`` each).
+        num_classes: ``MODEL.DYHEAD.NUM_CLASSES`` (class logits have ``num_classes - 1`` channels).
+        lang_dim: text feature width (``MODEL.LANGUAGE_BACKBONE.LANG_DIM``).
+        prior_prob: ``MODEL.DYHEAD.PRIOR_PROB`` for the biases of the class and token logits.
+        log_scale: initial ``log_scale`` (``MODEL.DYHEAD.LOG_SCALE``).
+        clamp_dot_product: clamp the token logits to +-50000 (``FUSE_CONFIG.CLAMP_DOT_PRODUCT``).
+    """
+
+    def __init__(self, in_channels: int = 256, channels: int = 256, num_convs: int = 6, num_groups: int = 16,
+                 num_levels: int = 5, num_classes: int = 81, lang_dim: int = 768, prior_prob: float = 0.01,
+                 log_scale: float = 0.0, clamp_dot_product: bool = True):
+        super().__init__()
+        self.clamp_dot_product = clamp_dot_product
+        self.dyhead_tower = build_dyhead_tower(in_channels, channels, num_convs, num_groups)
+        self.cls_logits = nn.Conv2d(channels, num_classes - 1, kernel_size=1)
+        self.bbox_pred = nn.Conv2d(channels, 4, kernel_size=1)
+        self.centerness = nn.Conv2d(channels, 1, kernel_size=1)
+        self.scales = nn.ModuleList([Scale(1.0) for _ in range(num_levels)])
+        self.dot_product_projection_text = nn.Linear(lang_dim, channels, bias=True)
+        self.log_scale = nn.Parameter(torch.tensor([float(log_scale)]))
+        self.bias_lang = nn.Parameter(torch.zeros(lang_dim))
+        self.bias0 = nn.Parameter(torch.tensor([_prior_bias(prior_prob)]))
+        for conv in (self.cls_logits, self.bbox_pred, self.centerness):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+        nn.init.constant_(self.cls_logits.bias, _prior_bias(prior_prob))
+        self.freeze_cls_logits()
+
+    def freeze_cls_logits(self) -> None:
+        """Keep the unused class logits frozen (as upstream with the dot-product token loss)."""
+        self.cls_logits.eval()
+        for parameter in self.cls_logits.parameters():
+            parameter.requires_grad_(False)
+
+    def _text_tokens(self, embedded: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Projected tokens ``Tensor[B, L, C]`` and per-token biases ``Tensor[B, L]`` (pad rows are zero)."""
+        normalized = F.normalize(embedded, p=2, dim=-1)
+        tokens = self.dot_product_projection_text(normalized / 2.0)
+        bias = torch.matmul(normalized, self.bias_lang) + self.bias0
+        return tokens, bias
+
+    def forward(self, features: Sequence[torch.Tensor], embedded: torch.Tensor) -> HeadOutputs:
+        """Args:
+            features: FPN maps P3..P7, Tensor[B, C, H_l, W_l].
+            embedded (Tensor[B, L, D]): final text features with padded tokens zeroed.
+
+        Returns:
+            HeadOutputs.
+        """
+        if len(features) != len(self.scales):
+            raise ValueError(f"the head was built for {len(self.scales)} FPN levels, got {len(features)}")
+        tokens, token_bias = self._text_tokens(embedded)
+        tower = self.dyhead_tower(features)
+        box_regression, centerness, dot_product_logits = [], [], []
+        for level, feature in enumerate(tower):
+            box_regression.append(self.scales[level](self.bbox_pred(feature)))
+            centerness.append(self.centerness(feature))
+            queries = feature.flatten(2).transpose(1, 2)  # [B, H*W, C]
+            logits = torch.matmul(queries, tokens.transpose(-1, -2)) / self.log_scale.exp() + token_bias[:, None, :]
+            if self.clamp_dot_product:
+                logits = logits.clamp(min=-_DOT_PRODUCT_CLAMP, max=_DOT_PRODUCT_CLAMP)
+            dot_product_logits.append(logits)
+        return HeadOutputs(box_regression, centerness, dot_product_logits, tower)
+
+
+TrainPositiveMap = torch.Tensor  # binary float [total boxes in the batch, L]
+TestPositiveMap = Mapping[int, Sequence[int]]  # label -> token indices
+
+
+def split_positive_map(positive_map: Union[TrainPositiveMap, TestPositiveMap, None], targets, training: bool
+                       ) -> Tuple[Optional[List[torch.Tensor]], Optional[Dict[int, List[int]]]]:
+    """Turn upstream's polymorphic ``positive_map`` into the two values the head needs.
+
+    Training: a dense binary ``Tensor[sum N_i, L]`` (rows in target order) becomes one ``Tensor[N_i, L]`` per
+    image (``token_maps``); when it is None, each target's own "positive_map" field is used (binarised).
+    Test: a ``{label: [token index]}`` dict is used as is (``label_to_tokens``); a ``Tensor[P, L]`` (e.g. a
+    grounding sample's ``positive_map_eval``) becomes ``{p + 1: nonzero tokens of row p}``.
+
+    Returns:
+        (token_maps, None) in training, (None, label_to_tokens) at test.
+    """
+    if training:
+        if targets is None:
+            raise ValueError("training needs targets (one BoxList per image)")
+        if positive_map is None:
+            if not all(t.has_field("positive_map") for t in targets):
+                raise ValueError("training needs positive_map (or a 'positive_map' field on every target)")
+            return [(t.get_field("positive_map") > 0).float() for t in targets], None
+        if not isinstance(positive_map, torch.Tensor):
+            raise TypeError(f"in training positive_map must be a dense Tensor[total boxes, L], got "
+                            f"{type(positive_map).__name__}")
+        counts = [len(t) for t in targets]
+        if positive_map.shape[0] != sum(counts):
+            raise ValueError(f"positive_map has {positive_map.shape[0]} rows for {sum(counts)} target boxes")
+        return list(torch.split((positive_map > 0).float(), counts, dim=0)), None
+    if positive_map is None:
+        raise ValueError("evaluation needs positive_map: {label: [token indices]} for the prompt's labels")
+    if isinstance(positive_map, torch.Tensor):
+        return None, {row + 1: positive_map[row].nonzero().flatten().tolist() for row in range(positive_map.shape[0])}
+    if not isinstance(positive_map, Mapping):
+        raise TypeError(f"at test positive_map must be a dict label -> token indices or a Tensor[P, L], got "
+                        f"{type(positive_map).__name__}")
+    return None, dict(positive_map)
+
+
+class VLDyHeadModule(nn.Module):
+    """The ``rpn`` of GeneralizedVLRCNN: head, anchors, losses (training) and post-processing (test).
+
+    Args:
+        head: the ``VLDyHead``.
+        anchor_generator: anchors of every level.
+        loss_evaluator: ATSS assignment and losses.
+        post_processor: test-time detections.
+    """
+
+    def __init__(self, head: VLDyHead, anchor_generator: AnchorGenerator, loss_evaluator: VLATSSLoss,
+                 post_processor: ATSSPostProcessor):
+        super().__init__()
+        self.head = head
+        self.anchor_generator = anchor_generator
+        self.loss_evaluator = loss_evaluator
+        self.post_processor = post_processor
+
+    @classmethod
+    def from_config(cls, cfg) -> "VLDyHeadModule":
+        """Build from ``MODEL.DYHEAD``, ``MODEL.RPN``, ``MODEL.ATSS``, ``MODEL.GROUP_NORM`` and ``TEST``."""
+        dyhead, rpn = cfg.MODEL.DYHEAD, cfg.MODEL.RPN
+        anchors_per_location = len(rpn.ASPECT_RATIOS) * rpn.SCALES_PER_OCTAVE
+        if anchors_per_location != 1:
+            raise ValueError(f"VLDYHEAD supports one anchor per location (MODEL.RPN.ASPECT_RATIOS x "
+                             f"SCALES_PER_OCTAVE = {anchors_per_location})")
+        head = VLDyHead(in_channels=cfg.MODEL.BACKBONE.OUT_CHANNELS, channels=dyhead.CHANNELS,
+                        num_convs=dyhead.NUM_CONVS, num_groups=cfg.MODEL.GROUP_NORM.NUM_GROUPS,
+                        num_levels=len(rpn.ANCHOR_STRIDE), num_classes=dyhead.NUM_CLASSES,
+                        lang_dim=cfg.MODEL.LANGUAGE_BACKBONE.LANG_DIM, prior_prob=dyhead.PRIOR_PROB,
+                        log_scale=dyhead.LOG_SCALE, clamp_dot_product=dyhead.FUSE_CONFIG.CLAMP_DOT_PRODUCT)
+        box_coder = BoxCoder()
+        return cls(head, build_anchor_generator(cfg), build_vl_atss_loss(cfg, box_coder, anchors_per_location),
+                   build_atss_postprocessor(cfg, box_coder))
+
+    def forward(self, images, features: Sequence[torch.Tensor], targets=None, language_dict=None,
+                positive_map=None, captions=None, swint_feature_c4=None):
+        """Upstream's call: ``rpn(images, features, targets, language_dict, positive_map, captions, None)``.
+
+        Args:
+            images (ImageList): the padded batch (``image_sizes`` are (h, w) before padding).
+            features: FPN maps P3..P7, Tensor[B, C, H_l, W_l].
+            targets: training only, one BoxList (xyxy) per image.
+            language_dict: the fusion backbone's text outputs ("embedded" Tensor[B, L, D], "masks" [B, L]).
+            positive_map: dense ``Tensor[sum N_i, L]`` in training; ``{label: [token index]}`` (or a
+                ``Tensor[P, L]``) at test. See :func:`split_positive_map`.
+            captions, swint_feature_c4: accepted for upstream's call signature; unused.
+
+        Returns:
+            ``(detections, losses, tower_features)``: at test a list of BoxList per image (fields "labels",
+            "scores") and ``{}``; in training ``None`` and the loss dict.
+        """
+        if language_dict is None:
+            raise ValueError("the VLDYHEAD head needs the language dict of the fusion backbone")
+        token_maps, label_to_tokens = split_positive_map(positive_map, targets, self.training)
+        outputs = self.head(features, language_dict["embedded"])
+        anchors = self.anchor_generator(features)
+        if self.training:
+            losses = self._losses(outputs, anchors, targets, token_maps, language_dict["masks"])
+            return None, losses, outputs.tower_features
+        detections = self.post_processor(outputs.box_regression, outputs.centerness, outputs.dot_product_logits,
+                                         anchors, images.image_sizes, label_to_tokens)
+        return detections, {}, outputs.tower_features
+
+    def _losses(self, outputs: HeadOutputs, anchors, targets, token_maps, text_masks) -> Dict[str, torch.Tensor]:
+        batch = outputs.box_regression[0].shape[0]
+        box_regression = torch.cat([r.permute(0, 2, 3, 1).reshape(batch, -1, 4) for r in outputs.box_regression], 1)
+        centerness = torch.cat([c.reshape(batch, -1) for c in outputs.centerness], dim=1)
+        dot_product_logits = torch.cat(outputs.dot_product_logits, dim=1)
+        gt_boxes = [t.convert("xyxy").bbox for t in targets]
+        return self.loss_evaluator(box_regression, centerness, dot_product_logits, anchors, gt_boxes, token_maps,
+                                   text_masks)
+
+
+@RPN_ARCHITECTURES.register("VLDYHEAD")
+def build_vldyhead_module(cfg) -> VLDyHeadModule:
+    """Registered builder of ``MODEL.RPN_ARCHITECTURE: "VLDYHEAD"``."""
+    return VLDyHeadModule.from_config(cfg)
