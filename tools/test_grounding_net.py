@@ -25,6 +25,7 @@ from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
     UserInputError,
     add_common_arguments,
     default_setup,
+    expand_config_list,
     load_config,
     resolve_device,
     run_tool,
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="FIBER detection / grounding evaluation")
     parser.add_argument("--weight", default=None, metavar="FILE", help="checkpoint to evaluate (key 'model')")
     parser.add_argument("--task_config", "--task-config", dest="task_config", default=None,
-                        help="comma-separated task YAMLs (data set + evaluation options)")
+                        help="comma-separated task YAMLs or globs (data set + evaluation options)")
     parser.add_argument("--world-size", dest="world_size", type=int, default=1,
                         help="number of processes (use torchrun; kept for upstream's command lines)")
     parser.add_argument("--dist-url", dest="dist_url", default="env://", help="kept for upstream's command lines")
@@ -54,7 +55,7 @@ def main(args) -> int:
     if not args.weight:
         args.weight = cfg.MODEL.WEIGHT or None
     default_setup(cfg, args, "test_grounding_net")
-    tasks = [t.strip() for t in (args.task_config or "").split(",") if t.strip()]
+    tasks = expand_config_list(args.task_config, "--task_config")
     evaluate_checkpoint(cfg, args.config_file, args.opts, args.weight, tasks, distributed, resolve_device(cfg))
     return 0
 

@@ -29,6 +29,7 @@ __all__ = [
     "merge_config_file",
     "default_setup",
     "resolve_device",
+    "expand_config_list",
     "run_tool",
     "UserInputError",
 ]
@@ -103,6 +104,24 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None, task_con
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def expand_config_list(spec: Optional[str], flag: str) -> list:
+    """Comma-separated YAML paths or globs -> existing files, in the given order (globs sorted), no duplicates.
+
+    Raises:
+        FileNotFoundError: an entry matches no file (the message names the flag and the entry).
+    """
+    import glob
+
+    files: list = []
+    for pattern in [p.strip() for p in (spec or "").split(",") if p.strip()]:
+        matches = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        matches = [m for m in matches if os.path.isfile(m)]
+        if not matches:
+            raise FileNotFoundError(f"{flag}: {pattern} matches no file")
+        files.extend(m for m in matches if m not in files)
+    return files
 
 
 def resolve_device(cfg) -> torch.device:

@@ -18,7 +18,6 @@ task's mean over seeds and the mean over tasks.
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -53,18 +52,10 @@ class FinetuneOptions:
 
 
 def expand_task_globs(spec: str) -> List[str]:
-    """Comma-separated paths/globs -> sorted, de-duplicated existing files.
+    """Comma-separated paths/globs -> existing files (see :func:`engine.defaults.expand_config_list`)."""
+    from maskrcnn_benchmark.engine.defaults import expand_config_list
 
-    Raises:
-        FileNotFoundError: a pattern matches nothing (the message names it).
-    """
-    tasks: List[str] = []
-    for pattern in [p.strip() for p in spec.split(",") if p.strip()]:
-        matches = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
-        matches = [m for m in matches if os.path.isfile(m)]
-        if not matches:
-            raise FileNotFoundError(f"--ft-tasks: {pattern} matches no file")
-        tasks.extend(m for m in matches if m not in tasks)
+    tasks = expand_config_list(spec, "--ft-tasks")
     if not tasks:
         raise ValueError("--ft-tasks is empty")
     return tasks
