@@ -133,15 +133,6 @@ def _make_validator(cfg, distributed: bool, device):
     return validator
 
 
-def _make_ema(cfg, model):
-    decay = float(cfg.SOLVER.MODEL_EMA)
-    if decay <= 0:
-        return None
-    from maskrcnn_benchmark.solver.ema import ModelEMA
-
-    return ModelEMA(model, decay)
-
-
 def _train_loader(cfg, distributed: bool, start_iter: int):
     from maskrcnn_benchmark.data.build import make_data_loader
 
@@ -174,14 +165,14 @@ def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = 
         debug_nan_checkpoint: save the weights when a non-finite loss stops training.
         weight: overrides MODEL.WEIGHT.
     """
-    from maskrcnn_benchmark.solver import make_lr_scheduler, make_optimizer
+    from maskrcnn_benchmark.solver import make_lr_scheduler, make_model_ema, make_optimizer
     from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
 
     model = build_model(cfg, device)
     loader = _train_loader(cfg, distributed, start_iter=0)  # derives SOLVER.MAX_ITER from MAX_EPOCH if set
     optimizer = make_optimizer(cfg, model)
     scheduler = make_lr_scheduler(cfg, optimizer)
-    ema = _make_ema(cfg, model)
+    ema = make_model_ema(cfg, model)
     checkpointer = DetectronCheckpointer(cfg, model, optimizer, scheduler, cfg.OUTPUT_DIR,
                                          save_to_disk=is_main_process(), ema=ema)
     weight_path = "" if checkpointer.has_checkpoint() else resolve_weight_path(weight or cfg.MODEL.WEIGHT)

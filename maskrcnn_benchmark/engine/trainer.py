@@ -194,16 +194,14 @@ def _check_finite(losses: torch.Tensor, loss_dict: Dict[str, torch.Tensor], iter
 
 
 def _clip_gradients(cfg, model: nn.Module) -> Optional[float]:
-    """Full-model L2 (or NORM_TYPE) gradient-norm clipping, from SOLVER.CLIP_GRADIENTS or SOLVER.GRAD_CLIP."""
-    clip = cfg.SOLVER.CLIP_GRADIENTS
-    max_norm = float(clip.CLIP_VALUE) if clip.ENABLED else float(getattr(cfg.SOLVER, "GRAD_CLIP", 0.0))
-    if max_norm <= 0:
+    """Full-model gradient-norm clipping (SOLVER.CLIP_GRADIENTS or SOLVER.GRAD_CLIP); returns the norm or None."""
+    from maskrcnn_benchmark.solver import clip_gradients, gradient_clip_settings
+
+    settings = gradient_clip_settings(cfg)
+    if settings is None:
         return None
-    if clip.ENABLED and clip.CLIP_TYPE not in ("full_model", "norm"):
-        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE {clip.CLIP_TYPE!r} is not supported: use 'full_model'")
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm_type = float(clip.NORM_TYPE) if clip.ENABLED else 2.0
-    return float(torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type))
+    max_norm, norm_type = settings
+    return clip_gradients(model.parameters(), max_norm, norm_type)
 
 
 def _current_lr(optimizer) -> float:
