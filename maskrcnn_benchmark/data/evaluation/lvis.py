@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
@@ -83,7 +84,9 @@ def _lvis_backend(gt_dict, predictions, max_dets: int) -> Dict[str, Optional[flo
     level = results_logger.level
     results_logger.setLevel(logging.ERROR)  # it warns "Assuming user provided the results in correct format"
     try:
-        results = LVISResults(gt_api, [dict(r, bbox=list(r["bbox"])) for r in predictions], max_dets=max_dets)
+        with warnings.catch_warnings():  # ... through the deprecated Logger.warn
+            warnings.simplefilter("ignore", DeprecationWarning)
+            results = LVISResults(gt_api, [dict(r, bbox=list(r["bbox"])) for r in predictions], max_dets=max_dets)
     finally:
         results_logger.setLevel(level)
     lvis_eval = LVISEval(gt_api, results, iou_type="bbox")

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+
+from maskrcnn_benchmark.data.evaluation.lvis import (
+    LvisEvaluator,
+    evaluate_lvis,
+    keep_topk_per_category,
+    numpy_float_alias,
+)
+from maskrcnn_benchmark.structures.bounding_box import BoxList
+
+from eval_testdata import make_lvis_gt, noisy_predictions, perfect_predictions
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR")
+
+
+@pytest.mark.parametrize("backend", ["lvis", "faster"])
+def test_perfect_predictions_score_100(lvis_gt, backend):
+    metrics = evaluate_lvis(lvis_gt, perfect_predictions(lvis_gt), backend=backend)
+    for name in METRICS:
+        assert metrics[name] == pytest.approx(100.0), name
+
+
+@pytest.mark.parametrize("seed,fixed_ap,topk", [(1, True, 10000), (2, True, 15), (3, False, 10000)])
+def test_lvis_package_and_faster_agree(seed, fixed_ap, topk):
+    gt = make_lvis_gt(seed=seed)
+    predictions = noisy_predictions(gt, seed=seed + 20, per_box=4)
+    reference = evaluate_lvis(gt, predictions, backend="lvis", fixed_ap=fixed_ap, topk=topk)
+    faster = evaluate_lvis(gt, predictions, backend="faster", fixed_ap=fixed_ap, topk=topk)
+    assert 0 < reference["AP"] < 100
+    for name in METRICS:
+        assert faster[name] == pytest.approx(reference[name], abs=1e-4), name
+
+
+def _single_gt():
+    return {
+        "images": [{"id": 1, "width": 1000, "height": 1000, "neg_category_ids": [2], "not_exhaustive_category_ids": []}],
+        "categories": [{"id": 1, "name": "a", "frequency": "f"}, {"id": 2, "name": "b", "frequency": "r"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [500, 500, 50, 50], "area": 2500}],
+    }
+
+
+@pytest.mark.parametrize("backend", ["lvis", "faster"])
+def test_fixed_ap_keeps_the_301st_box_normal_ap_does_not(backend):
+    """300 higher-scoring false positives then the true positive: only Fixed AP (no per-image cap) sees it."""
+    predictions = [{"image_id": 1, "category_id": 1, "bbox": [i, 0, 3, 3], "score": 0.9} for i in range(300)]
+    predictions.append({"image_id": 1, "category_id": 1, "bbox": [500, 500, 50, 50], "score": 0.1})
+    fixed = evaluate_lvis(_single_gt(), predictions, backend=backend, fixed_ap=True)
+    normal = evaluate_lvis(_single_gt(), predictions, backend=backend, fixed_ap=False)
+    assert fixed["AP"] == pytest.approx(100.0 / 301, abs=1e-6)  # precision 1/301 at every recall point
+    assert normal["AP"] == pytest.approx(0.0)
+    assert fixed["APr"] is None and fixed["APf"] == pytest.approx(fixed["AP"])  # no rare category has GT
+
+
+def test_topk_per_category_is_applied():
+    records = [{"image_id": 1, "category_id": c, "bbox": [0, 0, 1, 1], "score": s}
+               for c in (1, 2) for s in (0.1, 0.9, 0.5, 0.7)]
+    kept = keep_topk_per_category(records, 2)
+    assert sorted((r["category_id"], r["score"]) for r in kept) == [(1, 0.7), (1, 0.9), (2, 0.7), (2, 0.9)]
+
+
+def _boxlist(boxes, scores, labels, size=(1000, 1000)):
+    boxlist = BoxList(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), size, mode="xyxy")
+    boxlist.add_field("scores", torch.tensor(scores, dtype=torch.float32))
+    boxlist.add_field("labels", torch.tensor(labels, dtype=torch.int64))
+    return boxlist
+
+
+def test_accumulator_topk_across_updates_and_ranks():
+    gt = _single_gt()
+    info = {0: gt["images"][0]}
+    one = LvisEvaluator(gt, info.__getitem__, topk=3)
+    other = LvisEvaluator(gt, info.__getitem__, topk=3)
+    one.update([0], [_boxlist([[0, 0, 10, 10]] * 4, [0.1, 0.2, 0.3, 0.4], [1, 1, 1, 1])])
+    one.update([0], [_boxlist([[500, 500, 550, 550]], [0.35], [1])])  # second prompt chunk
+    other.update([0], [_boxlist([[0, 0, 10, 10]] * 2, [0.5, 0.05], [1, 1])])
+    merged = one._merge([one._state, other._state])
+    assert sorted(r["score"] for r in merged[1]) == pytest.approx([0.35, 0.4, 0.5])
+    one._state = merged
+    record = [r for r in one.records() if r["score"] == pytest.approx(0.35)][0]
+    assert record["bbox"] == pytest.approx([500, 500, 50, 50])  # xywh WITHOUT +1
+    metrics = one.summarize()
+    assert metrics["AP"] == pytest.approx(100.0 / 3, abs=1e-6)  # the only TP ranked 3rd of the 3 kept
+
+
+def test_numpy_float_alias_is_scoped():
+    assert "float" not in np.__dict__
+    with numpy_float_alias():
+        assert np.float is float
+    assert "float" not in np.__dict__
+
+
+def test_rejects_non_lvis_ground_truth():
+    gt = _single_gt()
+    del gt["categories"][0]["frequency"]
+    with pytest.raises(ValueError, match="category 1 has no 'frequency'"):
+        evaluate_lvis(gt, [])
