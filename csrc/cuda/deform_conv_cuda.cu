@@ -1,0 +1,164 @@
+// CUDA kernels of the modulated deformable convolution (DCNv2): im2col, col2im (grad of input, atomic adds) and
+// the gradient with respect to offsets and mask. Same arithmetic as cpu/deform_conv_cpu.cpp (common/ops_common.h).
+#include <ATen/cuda/Atomic.cuh>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <algorithm>
+
+#include "../ops.h"
+
+namespace mrcnn {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+inline int num_blocks(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535 * 8));
+}
+
+#define MRCNN_KERNEL_LOOP(i, n) \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+// One thread per (channel, output position); loops over the kernel taps.
+template <typename T>
+__global__ void im2col_kernel(int64_t n, const T* input, const T* offset, const T* mask, DcnGeometry g,
+                              T* columns) {
+  const int kernel_size = g.kernel_h * g.kernel_w;
+  const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
+  const int64_t plane_in = static_cast<int64_t>(g.height) * g.width;
+  const int channels_per_group = g.channels / g.deformable_groups;
+  MRCNN_KERNEL_LOOP(index, n) {
+    const int w = static_cast<int>(index % g.out_w);
+    const int h = static_cast<int>((index / g.out_w) % g.out_h);
+    const int64_t c = index / plane_out;
+    const int group = static_cast<int>(c) / channels_per_group;
+    const T* im = input + c * plane_in;
+    T* col = columns + c * kernel_size * plane_out + h * g.out_w + w;
+    for (int tap = 0; tap < kernel_size; ++tap) {
+      T h_im, w_im, m;
+      dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &m);
+      col[tap * plane_out] = m * dcn_bilinear(im, g.height, g.width, h_im, w_im);
+    }
+  }
+}
+
+// One thread per column entry (channel, tap, output position); scatters into the input gradient.
+template <typename T>
+__global__ void col2im_kernel(int64_t n, const T* grad_columns, const T* offset, const T* mask, DcnGeometry g,
+                              T* grad_input) {
+  const int kernel_size = g.kernel_h * g.kernel_w;
+  const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
+  const int64_t plane_in = static_cast<int64_t>(g.height) * g.width;
+  const int channels_per_group = g.channels / g.deformable_groups;
+  MRCNN_KERNEL_LOOP(index, n) {
+    const int w = static_cast<int>(index % g.out_w);
+    const int h = static_cast<int>((index / g.out_w) % g.out_h);
+    const int tap = static_cast<int>((index / plane_out) % kernel_size);
+    const int64_t c = index / plane_out / kernel_size;
+    const int group = static_cast<int>(c) / channels_per_group;
+    T h_im, w_im, m;
+    dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &m);
+    if (!dcn_in_range(h_im, w_im, g.height, g.width)) {
+      continue;
+    }
+    const T val = m * grad_columns[index];
+    const int h_low = static_cast<int>(floor(h_im));
+    const int w_low = static_cast<int>(floor(w_im));
+    const T lh = h_im - T(h_low);
+    const T lw = w_im - T(w_low);
+    const T hh = T(1) - lh;
+    const T hw = T(1) - lw;
+    T* gim = grad_input + c * plane_in;
+    const bool top_ok = h_low >= 0;
+    const bool bottom_ok = h_low + 1 < g.height;
+    const bool left_ok = w_low >= 0;
+    const bool right_ok = w_low + 1 < g.width;
+    if (top_ok && left_ok) gpuAtomicAdd(gim + h_low * g.width + w_low, hh * hw * val);
+    if (top_ok && right_ok) gpuAtomicAdd(gim + h_low * g.width + w_low + 1, hh * lw * val);
+    if (bottom_ok && left_ok) gpuAtomicAdd(gim + (h_low + 1) * g.width + w_low, lh * hw * val);
+    if (bottom_ok && right_ok) gpuAtomicAdd(gim + (h_low + 1) * g.width + w_low + 1, lh * lw * val);
+  }
+}
+
+// One thread per (deformable group, tap, output position); sums over the group's channels.
+template <typename T>
+__global__ void col2im_coord_kernel(int64_t n, const T* grad_columns, const T* input, const T* offset,
+                                    const T* mask, DcnGeometry g, T* grad_offset, T* grad_mask) {
+  const int kernel_size = g.kernel_h * g.kernel_w;
+  const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
+  const int64_t plane_in = static_cast<int64_t>(g.height) * g.width;
+  const int channels_per_group = g.channels / g.deformable_groups;
+  MRCNN_KERNEL_LOOP(index, n) {
+    const int64_t pos = index % plane_out;
+    const int w = static_cast<int>(pos % g.out_w);
+    const int h = static_cast<int>(pos / g.out_w);
+    const int tap = static_cast<int>((index / plane_out) % kernel_size);
+    const int group = static_cast<int>(index / plane_out / kernel_size);
+    T h_im, w_im, m;
+    dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &m);
+    T acc_h = 0, acc_w = 0, acc_m = 0;
+    for (int cc = 0; cc < channels_per_group; ++cc) {
+      const int64_t c = static_cast<int64_t>(group) * channels_per_group + cc;
+      const T gcol = grad_columns[(c * kernel_size + tap) * plane_out + pos];
+      const T* im = input + c * plane_in;
+      T d_h, d_w;
+      dcn_bilinear_coord_grad(im, g.height, g.width, h_im, w_im, &d_h, &d_w);
+      acc_h += gcol * m * d_h;
+      acc_w += gcol * m * d_w;
+      acc_m += gcol * dcn_bilinear(im, g.height, g.width, h_im, w_im);
+    }
+    const int64_t off_base = (static_cast<int64_t>(group) * 2 * kernel_size + 2 * tap) * plane_out + pos;
+    grad_offset[off_base] = acc_h;
+    grad_offset[off_base + plane_out] = acc_w;
+    grad_mask[(static_cast<int64_t>(group) * kernel_size + tap) * plane_out + pos] = acc_m;
+  }
+}
+
+}  // namespace
+
+void dcn_im2col_cuda(const at::Tensor& input_b, const at::Tensor& offset_b, const at::Tensor& mask_b,
+                     const DcnGeometry& geom, at::Tensor& columns) {
+  const c10::cuda::CUDAGuard device_guard(input_b.device());
+  const int64_t n = static_cast<int64_t>(geom.channels) * geom.out_h * geom.out_w;
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(input_b.scalar_type(), "dcn_im2col_cuda", [&] {
+    im2col_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
+        n, input_b.data_ptr<scalar_t>(), offset_b.data_ptr<scalar_t>(), mask_b.data_ptr<scalar_t>(), geom,
+        columns.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void dcn_col2im_cuda(const at::Tensor& grad_columns, const at::Tensor& offset_b, const at::Tensor& mask_b,
+                     const DcnGeometry& geom, at::Tensor& grad_input_b) {
+  const c10::cuda::CUDAGuard device_guard(grad_columns.device());
+  const int64_t n = grad_columns.numel();
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(grad_columns.scalar_type(), "dcn_col2im_cuda", [&] {
+    col2im_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
+        n, grad_columns.data_ptr<scalar_t>(), offset_b.data_ptr<scalar_t>(), mask_b.data_ptr<scalar_t>(), geom,
+        grad_input_b.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void dcn_col2im_coord_cuda(const at::Tensor& grad_columns, const at::Tensor& input_b, const at::Tensor& offset_b,
+                           const at::Tensor& mask_b, const DcnGeometry& geom, at::Tensor& grad_offset_b,
+                           at::Tensor& grad_mask_b) {
+  const c10::cuda::CUDAGuard device_guard(grad_columns.device());
+  const int64_t n = static_cast<int64_t>(geom.deformable_groups) * geom.kernel_h * geom.kernel_w * geom.out_h *
+                    geom.out_w;
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(grad_columns.scalar_type(), "dcn_col2im_coord_cuda", [&] {
+    col2im_coord_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
+        n, grad_columns.data_ptr<scalar_t>(), input_b.data_ptr<scalar_t>(), offset_b.data_ptr<scalar_t>(),
+        mask_b.data_ptr<scalar_t>(), geom, grad_offset_b.data_ptr<scalar_t>(), grad_mask_b.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace mrcnn
