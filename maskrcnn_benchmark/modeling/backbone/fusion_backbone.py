@@ -151,8 +151,8 @@ class FusionBackbone(nn.Module):
             if length > _PROMPT_TUNING_ROWS:
                 raise ValueError(f"prompt tuning supports at most {_PROMPT_TUNING_ROWS} tokens, got {length}")
             text = text + self.tunable_linear.weight[:length].unsqueeze(0)
-        for layer in model.encoder.layer[:self.num_pre_fusion_text_layers]:
-            text = layer(text, key_mask)
+        for i in range(self.num_pre_fusion_text_layers):
+            text = model.run_layer(i, text, key_mask)
         return text
 
     def forward_from_prefix(self, prefix: ImagePrefix, tokenizer_input: Mapping[str, Tensor]
@@ -169,8 +169,8 @@ class FusionBackbone(nn.Module):
         input_ids, attention_mask = tokenizer_input["input_ids"], tokenizer_input["attention_mask"]
         prefix = prefix.expand(input_ids.shape[0])
         body = self.backbone.body
-        text_layers = self.language_backbone.body.model.encoder.layer
-        key_mask = self.language_backbone.body.model.get_extended_attention_mask(attention_mask)
+        text_model = self.language_backbone.body.model
+        key_mask = text_model.get_extended_attention_mask(attention_mask)
         text = self._embed_text(input_ids, key_mask)
         x, h, w = prefix.tokens, prefix.height, prefix.width
         maps = list(prefix.stage_maps)
@@ -184,7 +184,7 @@ class FusionBackbone(nn.Module):
                 else:
                     new_x = layer.blocks[j](x, h, w, mask, text, key_mask)
                 # simultaneous update: the text layer reads the image tokens from before this step
-                text = text_layers[step](text, key_mask, image_tokens=x)
+                text = text_model.run_layer(step, text, key_mask, image_tokens=x)
                 x, step = new_x, step + 1
             maps.append(body.stage_output(stage, x, h, w))
             x, h, w = layer.downsample_tokens(x, h, w)

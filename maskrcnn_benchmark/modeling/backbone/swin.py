@@ -440,7 +440,7 @@ class SwinTransformer(nn.Module):
         self.num_features = [int(embed_dim * 2 ** i) for i in range(4)]
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, patch_norm)
         self.pos_drop = nn.Dropout(p=drop_rate)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         fused_per_stage = [0, 0, fusion_blocks_stage3, depths[3]] if dim_text is not None else [0] * 4
         self.layers = nn.ModuleList()
         for i in range(4):

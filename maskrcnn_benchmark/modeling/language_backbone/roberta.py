@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, TypedDict
 
 import torch
+import torch.utils.checkpoint as torch_checkpoint
 from torch import Tensor, nn
 
 from maskrcnn_benchmark.modeling.registry import LANGUAGE_BACKBONES
@@ -315,11 +316,14 @@ class RobertaModel(nn.Module):
 
     Args:
         arch: architecture numbers (:class:`RobertaArch`).
+        use_checkpoint: gradient-checkpoint every layer in training (MODEL.LANGUAGE_BACKBONE.USE_CHECKPOINT;
+            upstream sets the flag but never exercises it).
     """
 
-    def __init__(self, arch: RobertaArch):
+    def __init__(self, arch: RobertaArch, use_checkpoint: bool = False):
         super().__init__()
         self.arch = arch
+        self.use_checkpoint = use_checkpoint
         self.embeddings = RobertaEmbeddings(arch)
         self.encoder = RobertaEncoder(arch)
         self.apply(self._init_weights)
@@ -343,6 +347,14 @@ class RobertaModel(nn.Module):
         """Additive mask Tensor[B, 1, 1, L] in the parameters' dtype (see :func:`extended_attention_mask`)."""
         return extended_attention_mask(attention_mask, self.embeddings.word_embeddings.weight.dtype)
 
+    def run_layer(self, index: int, hidden: Tensor, key_mask: Optional[Tensor] = None,
+                  image_tokens: Optional[Tensor] = None) -> Tensor:
+        """Run encoder layer ``index`` (gradient-checkpointed when enabled and training); see :class:`RobertaLayer`."""
+        layer = self.encoder.layer[index]
+        if self.use_checkpoint and self.training and torch.is_grad_enabled():
+            return torch_checkpoint.checkpoint(layer, hidden, key_mask, image_tokens, use_reentrant=False)
+        return layer(hidden, key_mask, image_tokens)
+
     def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
                 image_tokens: Optional[Mapping[int, Tensor]] = None) -> Tensor:
         """Text-only forward (optionally with FIXED image tokens per fused layer).
@@ -359,8 +371,8 @@ class RobertaModel(nn.Module):
         key_mask = self.get_extended_attention_mask(attention_mask)
         hidden = self.embeddings(input_ids)
         image_tokens = image_tokens or {}
-        for i, layer in enumerate(self.encoder.layer):
-            hidden = layer(hidden, key_mask, image_tokens.get(i))
+        for i in range(len(self.encoder.layer)):
+            hidden = self.run_layer(i, hidden, key_mask, image_tokens.get(i))
         return hidden
 
 
@@ -369,11 +381,12 @@ class RobertaFusedEncoder(nn.Module):
 
     Args:
         arch: architecture numbers.
+        use_checkpoint: see :class:`RobertaModel`.
     """
 
-    def __init__(self, arch: RobertaArch):
+    def __init__(self, arch: RobertaArch, use_checkpoint: bool = False):
         super().__init__()
-        self.model = RobertaModel(arch)
+        self.model = RobertaModel(arch, use_checkpoint)
         self.language_dim = arch.hidden_size
 
     @staticmethod
@@ -424,4 +437,5 @@ def fusion_kv_dims_from_cfg(cfg) -> Dict[int, int]:
 def build_roberta_fused_v2(cfg) -> nn.Sequential:
     """``Sequential(body=RobertaFusedEncoder)``; keys ``body.model.*`` (upstream-facts.md 1.4, 5)."""
     arch = roberta_arch_from_cfg(cfg, fusion_kv_dims_from_cfg(cfg))
-    return nn.Sequential(OrderedDict(body=RobertaFusedEncoder(arch)))
+    encoder = RobertaFusedEncoder(arch, use_checkpoint=cfg.MODEL.LANGUAGE_BACKBONE.USE_CHECKPOINT)
+    return nn.Sequential(OrderedDict(body=encoder))
