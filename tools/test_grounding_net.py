@@ -56,7 +56,8 @@ def main(args) -> int:
         args.weight = cfg.MODEL.WEIGHT or None
     default_setup(cfg, args, "test_grounding_net")
     tasks = expand_config_list(args.task_config, "--task_config")
-    evaluate_checkpoint(cfg, args.config_file, args.opts, args.weight, tasks, distributed, resolve_device(cfg))
+    evaluate_checkpoint(cfg, args.weight, tasks, distributed, resolve_device(cfg), config_file=args.config_file,
+                        opts=args.opts)
     return 0
 
 

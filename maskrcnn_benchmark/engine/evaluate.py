@@ -115,29 +115,47 @@ def _summary_table(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_checkpoint(base_cfg, config_file: str, opts, weight: Optional[str], task_configs: List[str],
-                        distributed: bool, device: torch.device) -> Dict[str, Any]:
+def _task_cfg(base_cfg, task: Optional[str], config_file: Optional[str], opts):
+    """Model config + task file + opts again (the command line wins); ``task`` None -> the model config."""
+    if task is None:
+        cfg = base_cfg.clone()
+        cfg.defrost()
+        return cfg
+    from maskrcnn_benchmark.engine.defaults import load_config
+
+    if not config_file:
+        raise ValueError(f"task config {task} needs the model config file it is merged on")
+    return load_config(config_file, opts, task_config=task)
+
+
+def evaluate_checkpoint(base_cfg, weight: Optional[str], task_configs: Sequence[str], distributed: bool,
+                        device: torch.device, config_file: Optional[str] = None, opts=None) -> Dict[str, Any]:
     """Build the model from ``base_cfg``, load ``weight``, evaluate every task config (or base DATASETS.TEST).
+
+    Args:
+        base_cfg: model config (+ opts); frozen here.
+        weight: checkpoint file (None: the random initialisation).
+        task_configs: task YAMLs; empty -> evaluate ``base_cfg``'s DATASETS.TEST.
+        distributed, device: as for training.
+        config_file, opts: what ``base_cfg`` was made of, to rebuild it under each task file.
 
     Returns:
         the summary dict written to ``summary.json``.
     """
-    from maskrcnn_benchmark.engine.defaults import load_config
-
     base_cfg.freeze()
     model = build_model(base_cfg, device)
     load_weights(model, base_cfg, weight)
     model.eval()
     output_root = os.path.join(base_cfg.OUTPUT_DIR, "eval", weight_name(weight))
     results: Dict[str, Dict[str, Any]] = {}
-    for task in task_configs or [config_file]:
-        task_cfg = load_config(config_file, opts, task_config=task if task_configs else None)
-        cfg = prepare_task_config(base_cfg, task_cfg, task)
+    for task in list(task_configs) or [None]:
+        name = task or (config_file or "model config")
+        cfg = prepare_task_config(base_cfg, _task_cfg(base_cfg, task, config_file, opts), name)
         infer_eval_task(cfg)
         cfg.freeze()
         apply_postprocessing(model, cfg)
-        logger.info("task %s: data sets %s", task, list(cfg.DATASETS.TEST))
-        results[task] = evaluate_datasets(cfg, model, distributed, device, output_root)
+        logger.info("task %s: data sets %s", name, list(cfg.DATASETS.TEST))
+        results[name] = evaluate_datasets(cfg, model, distributed, device, output_root)
     summary = summarize_results(results, [t for t in task_configs if is_odinw_task(t)])
     if is_main_process():
         atomic_write_text(os.path.join(output_root, "summary.json"), json.dumps(summary, indent=2, default=str))
@@ -145,4 +163,3 @@ def evaluate_checkpoint(base_cfg, config_file: str, opts, weight: Optional[str],
         atomic_write_text(os.path.join(output_root, "summary.txt"), table + "\n")
         logger.info("\n%s", table)
     return summary
-
