@@ -436,6 +436,9 @@ class SwinTransformer(nn.Module):
         super().__init__()
         if len(depths) != 4 or len(num_heads) != 4:
             raise ValueError(f"need 4 stages, got depths={tuple(depths)} num_heads={tuple(num_heads)}")
+        if dim_text is not None and not 0 <= fusion_blocks_stage3 <= depths[2]:
+            raise ValueError(f"fusion_blocks_stage3 (MODEL.SWINT.FUSION_BLOCKS_STAGE3) = {fusion_blocks_stage3} "
+                             f"must be in [0, stage-3 depth {depths[2]}]")
         self.frozen_stages = frozen_stages
         self.num_features = [int(embed_dim * 2 ** i) for i in range(4)]
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, patch_norm)

@@ -315,5 +315,8 @@ def test_builders_from_cfg_tiny():
     with pytest.raises(ValueError, match="FUSION_VERSION"):
         build_fusion_backbone(cfg)
     cfg.merge_from_list(["MODEL.BACKBONE.FUSION_VERSION", "v2", "MODEL.SWINT.FUSION_BLOCKS_STAGE3", 3])
+    with pytest.raises(ValueError, match="FUSION_BLOCKS_STAGE3"):
+        build_fusion_backbone(cfg)  # more fused blocks than stage 3 has
+    cfg.merge_from_list(["MODEL.SWINT.DEPTHS", (1, 1, 4, 2)])
     with pytest.raises(ValueError, match="NUM_LAYERS"):
-        build_fusion_backbone(cfg)
+        build_fusion_backbone(cfg)  # 5 fused steps, 4 text layers
