@@ -126,7 +126,7 @@ class CfgNode(_YacsCfgNode):
             node = self
             for depth, part in enumerate(parents):
                 if part not in node or not isinstance(node[part], _YacsCfgNode):
-                    _raise_unknown(node, part, full_key.split(".")[: depth + 1], source)
+                    _raise_unknown(node, part, full_key.split(".")[: depth + 1], source, full_key)
                 node = node[part]
             _merge_mapping(node, {leaf: raw_value}, prefix=parents, source=source)
 
@@ -149,8 +149,9 @@ class CfgNode(_YacsCfgNode):
                 yield full_key, value
 
 
-def _raise_unknown(node: _YacsCfgNode, key: str, key_path: List[str], source: str) -> None:
-    full_key = ".".join(key_path)
+def _raise_unknown(node: _YacsCfgNode, key: str, key_path: List[str], source: str, full_key: str = "") -> None:
+    """Raise for ``key`` missing at ``key_path`` (``full_key``: the whole requested key, if longer)."""
+    full_key = full_key or ".".join(key_path)
     suggestions = difflib.get_close_matches(key, [k for k in node.keys()], n=3, cutoff=0.6)
     hint = ""
     if suggestions:

@@ -170,6 +170,9 @@ _C.INPUT.PIXEL_MEAN = [102.9801, 115.9465, 122.7717]  # per-channel mean (BGR or
 #                                                        [103.530, 116.280, 123.675]); data/transforms
 _C.INPUT.PIXEL_STD = [1.0, 1.0, 1.0]  # per-channel std (FIBER: [57.375, 57.120, 58.395]); data/transforms
 _C.INPUT.TO_BGR255 = True  # feed BGR in 0..255 before normalising (the released weights expect it); transforms
+# [added] on a horizontal flip also swap the words "left"/"right" in the caption and move the spans (upstream
+# does not: False); data/transforms
+_C.INPUT.FLIP_SWAP_LEFT_RIGHT = False
 
 _C.AUGMENT = CN()
 _C.AUGMENT.FLIP_PROB_TRAIN = 0.5  # horizontal flip probability in training (refexp: 0.0); data/transforms

@@ -144,6 +144,17 @@ class DatasetCatalog:
                                       "factory": "Objects365Grounding", "is_train": True},
     }
 
+    # RefCOCO / RefCOCO+ / RefCOCOg (MDETR annotations; every split reads COCO train2014 images).
+    for _dataset, _splits in (("refcoco", ("train", "val", "testA", "testB")),
+                              ("refcoco+", ("train", "val", "testA", "testB")),
+                              ("refcocog", ("train", "val", "test"))):
+        for _split in _splits:
+            _file = "test_corrected" if (_dataset, _split) == ("refcocog", "test") else _split
+            DATASETS[f"{_dataset}_{_split}"] = {"img_dir": "refcoco/train2014",
+                                                "ann_file": f"mdetr_annotations/finetune_{_dataset}_{_file}.json",
+                                                "is_train": _split == "train"}
+    del _dataset, _splits, _split, _file
+
     @staticmethod
     def set(name: str, info: Mapping[str, Any]) -> None:
         """Add or replace the entry ``name`` (what ``DATASETS.REGISTER`` does)."""
