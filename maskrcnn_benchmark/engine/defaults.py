@@ -101,6 +101,9 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None, task_con
         merge_config_file(cfg, task_config)
         if opts:
             cfg.merge_from_list(opts)
+    from maskrcnn_benchmark.config import validate_config
+
+    validate_config(cfg)
     if freeze:
         cfg.freeze()
     return cfg
