@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -55,6 +56,9 @@ class COCODataset(torch.utils.data.Dataset):
         few_shot: k > 0 keeps a greedy k-shot subset (see :func:`select_few_shot`).
         shuffle_seed: seed of the few-shot visiting order (``DATASETS.SHUFFLE_SEED``).
         is_train: training split (informative; grounding subclasses use it).
+        ignore_crowd: leave crowd boxes out (``not DATASETS.USE_CROWD``).
+        max_box: if > 0, keep at most this many boxes per image, chosen at random per sample
+            (``DATASETS.MAX_BOX``).
     """
 
     prefer_coco_url = False  # LVIS uses coco_url paths
@@ -69,6 +73,8 @@ class COCODataset(torch.utils.data.Dataset):
         few_shot: int = 0,
         shuffle_seed: Optional[int] = None,
         is_train: bool = False,
+        ignore_crowd: bool = True,
+        max_box: int = -1,
         **unused: Any,
     ):
         if unused:
@@ -76,6 +82,8 @@ class COCODataset(torch.utils.data.Dataset):
         self.ann_file = str(ann_file)
         self.root = str(root)
         self.is_train = is_train
+        self.ignore_crowd = bool(ignore_crowd)
+        self.max_box = int(max_box)
         self._transforms = transforms
         self.annotations = CocoStyleAnnotations(self.ann_file, override_categories=override_category)
         self.json_category_id_to_contiguous_id = self._contiguous_mapping()
@@ -126,7 +134,10 @@ class COCODataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ samples
     def _usable_anns(self, img_id: Any) -> List[Dict[str, Any]]:
-        return [a for a in self.annotations.anns_by_image[img_id] if not a.get("iscrowd", 0)]
+        anns = self.annotations.anns_by_image[img_id]
+        if not self.ignore_crowd:
+            return list(anns)
+        return [a for a in anns if not a.get("iscrowd", 0)]
 
     def _load(self, idx: int) -> Tuple[Image.Image, BoxList]:
         img_id = self.ids[idx]
@@ -136,6 +147,8 @@ class COCODataset(torch.utils.data.Dataset):
             logger.debug("%s: image %s is %s, the file says %sx%s", self.ann_file, img_id, image.size,
                          info["width"], info["height"])
         anns = self._usable_anns(img_id)
+        if 0 < self.max_box < len(anns):
+            anns = [anns[i] for i in sorted(random.sample(range(len(anns)), self.max_box))]
         boxes = torch.as_tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
         target = BoxList(boxes, image.size, mode="xywh").convert("xyxy")
         labels = [self.json_category_id_to_contiguous_id[a["category_id"]] for a in anns]

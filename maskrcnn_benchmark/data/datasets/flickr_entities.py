@@ -28,6 +28,8 @@ __all__ = [
     "read_annotation",
     "read_split",
     "FlickrEntities",
+    "parse_sentences",
+    "parse_annotation",
 ]
 
 _PHRASE = re.compile(r"\[/EN#(\d+)((?:/[^\s\]]+)*)\s+([^\]]*)\]")
@@ -219,3 +221,41 @@ class FlickrEntities:
     def annotation(self, image_id: str) -> EntityAnnotation:
         """The boxes of one image."""
         return read_annotation(os.path.join(self.root, "Annotations", f"{image_id}.xml"))
+
+
+def parse_sentences(path: str) -> List[Dict]:
+    """Sentences of one file as plain dicts (the official Flickr30k Entities utility's shape).
+
+    Returns:
+        One dict per sentence: {"sentence": str, "phrases": [{"first_word_index": int, "phrase": str,
+        "phrase_id": str, "phrase_type": [str, ...], "char_start": int, "char_end": int}, ...]}.
+    """
+    out = []
+    for sentence in read_sentences(path):
+        phrases = [
+            {
+                "first_word_index": p.first_word_index,
+                "phrase": p.text,
+                "phrase_id": p.phrase_id,
+                "phrase_type": list(p.phrase_types),
+                "char_start": p.char_start,
+                "char_end": p.char_end,
+            }
+            for p in sentence.phrases
+        ]
+        out.append({"sentence": sentence.text, "phrases": phrases})
+    return out
+
+
+def parse_annotation(path: str) -> Dict:
+    """One annotation file as a plain dict: {"width", "height", "depth", "boxes": {phrase id: [[x1, y1, x2,
+    y2], ...]}, "scene": [ids], "nobox": [ids]} (0-based coordinates)."""
+    anno = read_annotation(path)
+    return {
+        "width": anno.width,
+        "height": anno.height,
+        "depth": anno.depth,
+        "boxes": anno.boxes,
+        "scene": anno.scene,
+        "nobox": anno.nobox,
+    }

@@ -11,6 +11,7 @@ import random
 import re
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torchvision.transforms.functional as F
 
@@ -179,10 +180,18 @@ class RandomHorizontalFlip:
 
 
 class ToTensor:
-    """PIL image -> float tensor [3, H, W] in [0, 1] (RGB)."""
+    """PIL image -> float32 tensor [3, H, W] in [0, 1] (RGB), like ``torchvision`` ``to_tensor``.
+
+    Computed with numpy (bit-identical to ``to_tensor``: the same float32 division), which avoids the
+    intra-op thread pool for these small per-image operations.
+    """
 
     def __call__(self, image: Any, target: Any = None) -> Tuple[torch.Tensor, Any]:
-        return F.to_tensor(image), target
+        if isinstance(image, torch.Tensor):
+            return image, target
+        array = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
+        chw = np.ascontiguousarray(array.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+        return torch.from_numpy(chw), target
 
     def __repr__(self) -> str:
         return "ToTensor()"
@@ -190,6 +199,8 @@ class ToTensor:
 
 class Normalize:
     """(x - mean) / std per channel; with ``to_bgr255`` the RGB [0, 1] input becomes BGR [0, 255] first.
+
+    Same float32 arithmetic as upstream's ``image[[2, 1, 0]] * 255`` then ``F.normalize`` (done in numpy).
 
     Args:
         mean: ``INPUT.PIXEL_MEAN`` (in the channel order after the optional BGR swap).
@@ -207,9 +218,12 @@ class Normalize:
         self.to_bgr255 = bool(to_bgr255)
 
     def __call__(self, image: torch.Tensor, target: Any = None) -> Tuple[torch.Tensor, Any]:
+        array = image.detach().cpu().numpy().astype(np.float32, copy=False)
         if self.to_bgr255:
-            image = image[[2, 1, 0]] * 255
-        return F.normalize(image, mean=self.mean, std=self.std), target
+            array = array[[2, 1, 0]] * np.float32(255)
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
+        return torch.from_numpy(np.ascontiguousarray((array - mean) / std)), target
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std}, to_bgr255={self.to_bgr255})"

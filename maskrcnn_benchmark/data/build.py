@@ -1,0 +1,288 @@
+"""Data sets and loaders from a config: ``make_data_loader(cfg, is_train, is_distributed, start_iter)``.
+
+Training: the ``DATASETS.TRAIN`` sets (names + ``TRAIN_DATASETNAME_SUFFIX``, looked up in the paths catalog
+after ``DATASETS.REGISTER``), each optionally repeated (``*_COPY``), concatenated, sampled by a seeded
+:class:`~.samplers.DistributedSampler` (seed from ``SOLVER.SEED`` and ``DATASETS.SHUFFLE_SEED``, reshuffled per
+epoch), grouped by aspect ratio, and cut into ``SOLVER.MAX_ITER`` batches of ``IMS_PER_BATCH / world size``
+images. Every sample's random augmentation is seeded from (seed, epoch, index), so the batches after a
+resume at ``start_iter`` are exactly those of an uninterrupted run, whatever ``NUM_WORKERS`` is.
+
+``SOLVER.MAX_EPOCH > 0`` derives ``MAX_ITER = MAX_EPOCH * len(train set) // IMS_PER_BATCH`` (upstream rule).
+Like upstream, the derived value is written to ``cfg.SOLVER.MAX_ITER`` and ``cfg.SOLVER.DATASET_LENGTH``
+(a frozen cfg is defrosted for that and frozen again; the change is logged), and it is also available as
+``loader.max_iter`` / from :func:`compute_max_iter` for callers that keep their cfg untouched.
+
+Test: one loader per ``DATASETS.TEST`` name, sequential order (sharded, not shuffled, with several
+processes), ``TEST.IMS_PER_BATCH / world size`` images per batch.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from . import datasets as D
+from .collate_batch import BatchCollator
+from .samplers import DistributedSampler, GroupedBatchSampler, IterationBasedBatchSampler
+from .transforms import build_transforms
+
+__all__ = [
+    "build_dataset",
+    "build_datasets",
+    "make_data_loader",
+    "compute_max_iter",
+    "data_seed",
+    "copies_for",
+]
+
+logger = logging.getLogger(__name__)
+
+_TOKENIZER_FACTORIES = {
+    "CocoGrounding", "Objects365Grounding", "ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset",
+}
+_DETECTION_FACTORIES = {"COCODataset", "CocoGrounding", "LvisDetection", "Objects365Grounding"}
+
+
+def _world() -> tuple:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+def data_seed(cfg: Any) -> int:
+    """Seed of the training data order and augmentation: ``SOLVER.SEED``, mixed with ``DATASETS.SHUFFLE_SEED``."""
+    shuffle_seed = max(int(cfg.DATASETS.SHUFFLE_SEED), 0)
+    return int(cfg.SOLVER.SEED) + 1_000_003 * shuffle_seed
+
+
+def copies_for(cfg: Any, name: str, is_train: bool) -> int:
+    """How many times a data set is repeated (upstream's name rules; -1 = no wrapper)."""
+    d = cfg.DATASETS
+    if name == "flickr30k_train":
+        return int(d.FLICKR_COPY)
+    if name in ("mixed_train", "mixed_train_no_coco"):
+        return int(d.MIXED_COPY)
+    if name == "COCO_odinw_train_8copy_dt_train":
+        return int(d.COCO_COPY)
+    if name == "LVIS_odinw_train_8copy_dt_train":
+        return int(d.LVIS_COPY)
+    if name == "object365_odinw_2copy_dt_train":
+        return int(d.OBJECT365_COPY)
+    return int(d.GENERAL_COPY if is_train else d.GENERAL_COPY_TEST)
+
+
+def _catalog(cfg: Any, is_train: bool):
+    from ..config.paths_catalog import DatasetCatalog
+
+    suffix = cfg.DATASETS.TRAIN_DATASETNAME_SUFFIX if is_train else cfg.DATASETS.TEST_DATASETNAME_SUFFIX
+    for name, info in cfg.DATASETS.REGISTER.items():
+        DatasetCatalog.set(name + suffix, dict(info))
+    return DatasetCatalog
+
+
+def _tokenizer(cfg: Any, cache: Dict[str, Any]) -> Any:
+    if "tokenizer" not in cache:
+        from ..modeling.language_backbone.tokenizer import build_tokenizer
+
+        cache["tokenizer"] = build_tokenizer(cfg.MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE)
+    return cache["tokenizer"]
+
+
+def _caption_prompt(cfg: Any) -> Optional[list]:
+    if cfg.DATASETS.USE_CAPTION_PROMPT and cfg.DATASETS.CAPTION_PROMPT:
+        return list(cfg.DATASETS.CAPTION_PROMPT)
+    return None
+
+
+def _factory_args(cfg: Any, factory: str, is_train: bool, tokenizer_cache: Dict[str, Any]) -> Dict[str, Any]:
+    """Constructor keywords the config decides (paths come from the catalog)."""
+    d = cfg.DATASETS
+    args: Dict[str, Any] = {}
+    if factory in _DETECTION_FACTORIES:
+        args["remove_images_without_annotations"] = is_train
+        if d.USE_OVERRIDE_CATEGORY and d.OVERRIDE_CATEGORY:
+            args["override_category"] = list(d.OVERRIDE_CATEGORY)
+        if is_train and d.FEW_SHOT > 0:
+            args["few_shot"] = int(d.FEW_SHOT)
+            args["shuffle_seed"] = int(d.SHUFFLE_SEED)
+        if is_train:
+            args["ignore_crowd"] = not d.USE_CROWD
+            args["max_box"] = int(d.MAX_BOX)
+    if factory in _TOKENIZER_FACTORIES:
+        args["tokenizer"] = _tokenizer(cfg, tokenizer_cache)
+        args["max_query_len"] = int(cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN)
+    if factory in ("CocoGrounding", "Objects365Grounding"):
+        args.update(
+            separation_tokens=d.SEPARATION_TOKENS,
+            disable_shuffle=bool(d.DISABLE_SHUFFLE),
+            add_detection_prompt=bool(d.ADD_DET_PROMPT),
+            caption_prompt=_caption_prompt(cfg),
+            special_safeguard_for_coco_grounding=bool(d.SPECIAL_SAFEGUARD_FOR_COCO_GROUNDING),
+            random_sample_negative=int(d.RANDOM_SAMPLE_NEG),
+        )
+    if factory == "Objects365Grounding":
+        args["control_probabilities"] = tuple(d.CONTROL_PROB)
+    if factory in ("ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset"):
+        args["is_train"] = is_train
+        args["disable_clip_to_image"] = bool(d.DISABLE_CLIP_TO_IMAGE)
+    return args
+
+
+def build_dataset(
+    cfg: Any, name: str, is_train: bool, transforms: Any = None, tokenizer_cache: Optional[Dict[str, Any]] = None
+) -> Any:
+    """One data set by catalog name (the suffix is added here), repeated per ``*_COPY``.
+
+    Args:
+        cfg: config.
+        name: name from DATASETS.TRAIN / TEST (without suffix).
+        is_train: training or test options.
+        transforms: image transforms (default: :func:`build_transforms`).
+        tokenizer_cache: dict shared between calls so the tokenizer is loaded once.
+
+    Returns:
+        The data set (maybe a :class:`~.datasets.RepeatedDataset`).
+
+    Raises:
+        KeyError / FileNotFoundError / ValueError: unknown name, missing files, unsupported family.
+    """
+    catalog = _catalog(cfg, is_train)
+    suffix = cfg.DATASETS.TRAIN_DATASETNAME_SUFFIX if is_train else cfg.DATASETS.TEST_DATASETNAME_SUFFIX
+    full_name = name + suffix
+    spec = catalog.get(full_name)
+    factory = spec["factory"]
+    if factory == "CocoDetectionTSV":
+        raise ValueError(
+            f"dataset {full_name!r}: the Objects365 TSV format is not supported; provide the Objects365 COCO JSON "
+            "(see DATASET.md, 'Objects365') so the catalog uses Objects365Grounding"
+        )
+    cls = getattr(D, factory, None)
+    if cls is None:
+        raise ValueError(f"dataset {full_name!r}: no dataset class {factory!r} in maskrcnn_benchmark.data.datasets")
+    args = dict(spec["args"])
+    args.pop("is_train", None)
+    args.update(_factory_args(cfg, factory, is_train, tokenizer_cache if tokenizer_cache is not None else {}))
+    if factory in _DETECTION_FACTORIES:
+        args["is_train"] = is_train
+    args["transforms"] = transforms if transforms is not None else build_transforms(cfg, is_train)
+    dataset = cls(**args)
+    copies = copies_for(cfg, full_name, is_train)
+    if copies > 1:
+        dataset = D.RepeatedDataset(dataset, copies)
+    logger.info("dataset %s (%s): %d samples%s", full_name, factory, len(dataset),
+                f" ({copies} copies)" if copies > 1 else "")
+    return dataset
+
+
+def build_datasets(cfg: Any, is_train: bool) -> List[Any]:
+    """The data sets of DATASETS.TRAIN (one concatenated set) or DATASETS.TEST (one per name)."""
+    names = list(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST)
+    if not names:
+        key = "DATASETS.TRAIN" if is_train else "DATASETS.TEST"
+        raise ValueError(f"{key} is empty: name at least one data set (paths catalog or DATASETS.REGISTER)")
+    transforms = build_transforms(cfg, is_train)
+    cache: Dict[str, Any] = {}
+    datasets = [build_dataset(cfg, n, is_train, transforms, cache) for n in names]
+    if is_train and len(datasets) > 1:
+        return [D.ConcatDataset(datasets)]
+    return datasets
+
+
+def compute_max_iter(cfg: Any, dataset_length: int) -> int:
+    """``SOLVER.MAX_EPOCH * dataset_length // SOLVER.IMS_PER_BATCH`` when MAX_EPOCH > 0, else MAX_ITER."""
+    if cfg.SOLVER.MAX_EPOCH > 0:
+        return int(cfg.SOLVER.MAX_EPOCH * dataset_length // cfg.SOLVER.IMS_PER_BATCH)
+    return int(cfg.SOLVER.MAX_ITER)
+
+
+def _write_derived(cfg: Any, max_iter: int, dataset_length: int) -> None:
+    if cfg.SOLVER.MAX_ITER == max_iter and cfg.SOLVER.DATASET_LENGTH == dataset_length:
+        return
+    frozen = cfg.is_frozen()
+    if frozen:
+        cfg.defrost()
+    cfg.SOLVER.MAX_ITER = max_iter
+    cfg.SOLVER.DATASET_LENGTH = dataset_length
+    if frozen:
+        cfg.freeze()
+    logger.info("SOLVER.MAX_EPOCH=%s over %d samples -> SOLVER.MAX_ITER=%d (written to the config)",
+                cfg.SOLVER.MAX_EPOCH, dataset_length, max_iter)
+
+
+def _group_ids(dataset: Any) -> List[int]:
+    ids = []
+    for i in range(len(dataset)):
+        info = dataset.get_img_info(i)
+        # two groups: h/w < 1 and h/w >= 1 (square images join the portrait group), as upstream
+        ids.append(bisect.bisect_right([1], float(info["height"]) / float(info["width"])))
+    return ids
+
+
+def _per_process(total: int, world: int, key: str) -> int:
+    if total % world:
+        raise ValueError(f"{key} ({total}) must be divisible by the number of processes ({world})")
+    return total // world
+
+
+def make_data_loader(
+    cfg: Any,
+    is_train: bool = True,
+    is_distributed: bool = False,
+    start_iter: int = 0,
+    num_replicas: Optional[int] = None,
+    rank: Optional[int] = None,
+) -> Any:
+    """Build the training loader (one DataLoader) or the test loaders (a list, one per DATASETS.TEST name).
+
+    Each batch is ``(images: ImageList, targets: tuple[BoxList], img_ids: tuple[int], positive_map,
+    positive_map_eval)`` (see :class:`BatchCollator`).
+
+    Args:
+        cfg: config (SOLVER.MAX_ITER may be derived, see the module docstring).
+        is_train: training or test.
+        is_distributed: shard across the processes of the default process group.
+        start_iter: first training iteration (resume); the loader then yields batches start_iter..MAX_ITER-1.
+        num_replicas, rank: override the world size / rank.
+
+    Returns:
+        Training: a DataLoader with extra attributes ``max_iter``, ``dataset_length``, ``iterations_per_epoch``.
+        Test: a list of DataLoaders.
+    """
+    world, this_rank = _world() if is_distributed else (1, 0)
+    world = num_replicas if num_replicas is not None else world
+    this_rank = rank if rank is not None else this_rank
+    datasets = build_datasets(cfg, is_train)
+    collator = BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY)
+    num_workers = int(cfg.DATALOADER.NUM_WORKERS)
+    if not is_train:
+        per_gpu = _per_process(int(cfg.TEST.IMS_PER_BATCH), world, "TEST.IMS_PER_BATCH")
+        loaders = []
+        for dataset in datasets:
+            sampler = (DistributedSampler(dataset, world, this_rank, shuffle=False) if world > 1
+                       else torch.utils.data.SequentialSampler(dataset))
+            batch_sampler = torch.utils.data.BatchSampler(sampler, per_gpu, drop_last=False)
+            loaders.append(torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler,
+                                                       num_workers=num_workers, collate_fn=collator))
+        return loaders
+
+    dataset = datasets[0]
+    per_gpu = _per_process(int(cfg.SOLVER.IMS_PER_BATCH), world, "SOLVER.IMS_PER_BATCH")
+    max_iter = compute_max_iter(cfg, len(dataset))
+    if cfg.SOLVER.MAX_EPOCH > 0:
+        _write_derived(cfg, max_iter, len(dataset))
+    seed = data_seed(cfg)
+    sampler = DistributedSampler(dataset, world, this_rank, shuffle=True, seed=seed)
+    if cfg.DATALOADER.ASPECT_RATIO_GROUPING:
+        batch_sampler = GroupedBatchSampler(sampler, _group_ids(dataset), per_gpu, drop_uneven=True)
+    else:
+        batch_sampler = torch.utils.data.BatchSampler(sampler, per_gpu, drop_last=True)
+    batch_sampler = IterationBasedBatchSampler(batch_sampler, max_iter, start_iter, seed_samples=seed)
+    loader = torch.utils.data.DataLoader(D.SeededDataset(dataset), batch_sampler=batch_sampler,
+                                         num_workers=num_workers, collate_fn=collator)
+    loader.max_iter = max_iter
+    loader.dataset_length = len(dataset)
+    loader.iterations_per_epoch = max(1, len(dataset) // int(cfg.SOLVER.IMS_PER_BATCH))
+    return loader
