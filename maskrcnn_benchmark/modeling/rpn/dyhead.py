@@ -68,13 +68,14 @@ class Conv3x3Norm(nn.Module):
         in_channels, out_channels: channel counts.
         stride: 1 or 2.
         num_groups: GroupNorm groups (``MODEL.GROUP_NORM.NUM_GROUPS``).
+        eps: GroupNorm epsilon.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, num_groups: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, num_groups: int, eps: float = 1e-5):
         super().__init__()
         self.conv = ModulatedDeformConv(in_channels, out_channels, kernel_size=3, stride=stride, padding=1,
                                         bias=True)
-        self.bn = nn.GroupNorm(num_groups=num_groups, num_channels=out_channels)
+        self.bn = nn.GroupNorm(num_groups=num_groups, num_channels=out_channels, eps=eps)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Args: x (Tensor[B, C, H, W]), offset (Tensor[B, 18, H', W']), mask (Tensor[B, 9, H', W'])."""
@@ -91,13 +92,14 @@ class DyConv(nn.Module):
     Args:
         in_channels, out_channels: channel counts (equal in FIBER).
         num_groups: GroupNorm groups.
+        eps: GroupNorm epsilon.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, num_groups: int):
+    def __init__(self, in_channels: int, out_channels: int, num_groups: int, eps: float = 1e-5):
         super().__init__()
-        self.DyConv = nn.ModuleList([Conv3x3Norm(in_channels, out_channels, 1, num_groups),
-                                     Conv3x3Norm(in_channels, out_channels, 1, num_groups),
-                                     Conv3x3Norm(in_channels, out_channels, 2, num_groups)])
+        self.DyConv = nn.ModuleList([Conv3x3Norm(in_channels, out_channels, 1, num_groups, eps),
+                                     Conv3x3Norm(in_channels, out_channels, 1, num_groups, eps),
+                                     Conv3x3Norm(in_channels, out_channels, 2, num_groups, eps)])
         self.AttnConv = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, 1, kernel_size=1),
                                       nn.ReLU(inplace=True), HSigmoid())
         self.relu = DyReLU(out_channels)
@@ -150,7 +152,8 @@ class DyHeadTower(nn.Sequential):
         return features
 
 
-def build_dyhead_tower(in_channels: int, channels: int, num_convs: int, num_groups: int) -> DyHeadTower:
+def build_dyhead_tower(in_channels: int, channels: int, num_convs: int, num_groups: int,
+                       eps: float = 1e-5) -> DyHeadTower:
     """The FIBER tower: ``num_convs`` DyConv blocks (GroupNorm, deformable convs, DyReLU, scale attention).
 
     Args:
@@ -158,8 +161,9 @@ def build_dyhead_tower(in_channels: int, channels: int, num_convs: int, num_grou
         channels: tower width (``MODEL.DYHEAD.CHANNELS``).
         num_convs: number of blocks (``MODEL.DYHEAD.NUM_CONVS``).
         num_groups: GroupNorm groups (``MODEL.GROUP_NORM.NUM_GROUPS``).
+        eps: GroupNorm epsilon (``MODEL.GROUP_NORM.EPSILON``).
     """
     if num_convs < 1:
         raise ValueError(f"MODEL.DYHEAD.NUM_CONVS must be >= 1, got {num_convs}")
-    blocks = [DyConv(in_channels if i == 0 else channels, channels, num_groups) for i in range(num_convs)]
+    blocks = [DyConv(in_channels if i == 0 else channels, channels, num_groups, eps) for i in range(num_convs)]
     return DyHeadTower(*blocks)

@@ -72,7 +72,8 @@ class VLDyHead(nn.Module):
         in_channels: FPN channels (``MODEL.BACKBONE.OUT_CHANNELS``).
         channels: tower width (``MODEL.DYHEAD.CHANNELS``).
         num_convs: DyConv blocks (``MODEL.DYHEAD.NUM_CONVS``).
-        num_groups: GroupNorm groups (``MODEL.GROUP_NORM.NUM_GROUPS``).
+        num_groups: GroupNorm groups (``MODEL.GROUP_NORM.NUM_GROUPS``, or CHANNELS / DIM_PER_GP).
+        group_norm_eps: GroupNorm epsilon (``MODEL.GROUP_NORM.EPSILON``).
         num_levels: FPN levels (one ``Scale`` each).
         num_classes: ``MODEL.DYHEAD.NUM_CLASSES`` (class logits have ``num_classes - 1`` channels).
         lang_dim: text feature width (``MODEL.LANGUAGE_BACKBONE.LANG_DIM``).
@@ -82,11 +83,11 @@ class VLDyHead(nn.Module):
     """
 
     def __init__(self, in_channels: int = 256, channels: int = 256, num_convs: int = 6, num_groups: int = 16,
-                 num_levels: int = 5, num_classes: int = 81, lang_dim: int = 768, prior_prob: float = 0.01,
+                 group_norm_eps: float = 1e-5, num_levels: int = 5, num_classes: int = 81, lang_dim: int = 768, prior_prob: float = 0.01,
                  log_scale: float = 0.0, clamp_dot_product: bool = True):
         super().__init__()
         self.clamp_dot_product = clamp_dot_product
-        self.dyhead_tower = build_dyhead_tower(in_channels, channels, num_convs, num_groups)
+        self.dyhead_tower = build_dyhead_tower(in_channels, channels, num_convs, num_groups, group_norm_eps)
         self.cls_logits = nn.Conv2d(channels, num_classes - 1, kernel_size=1)
         self.bbox_pred = nn.Conv2d(channels, 4, kernel_size=1)
         self.centerness = nn.Conv2d(channels, 1, kernel_size=1)
@@ -136,6 +137,24 @@ class VLDyHead(nn.Module):
                 logits = logits.clamp(min=-_DOT_PRODUCT_CLAMP, max=_DOT_PRODUCT_CLAMP)
             dot_product_logits.append(logits)
         return HeadOutputs(box_regression, centerness, dot_product_logits, tower)
+
+
+def _check_supported(cfg) -> None:
+    """Reject head options this implementation does not build (FIBER uses none of them)."""
+    dyhead, fuse = cfg.MODEL.DYHEAD, cfg.MODEL.DYHEAD.FUSE_CONFIG
+    required = {"MODEL.DYHEAD.USE_GN": dyhead.USE_GN, "MODEL.DYHEAD.USE_DFCONV": dyhead.USE_DFCONV,
+                "MODEL.DYHEAD.USE_DYRELU": dyhead.USE_DYRELU, "MODEL.DYHEAD.USE_DYFUSE": dyhead.USE_DYFUSE,
+                "MODEL.DYHEAD.FUSE_CONFIG.USE_DOT_PRODUCT_TOKEN_LOSS": fuse.USE_DOT_PRODUCT_TOKEN_LOSS}
+    off = [key for key, value in required.items() if not value]
+    if off:
+        raise ValueError(f"VLDYHEAD implements FIBER's head only; these keys must be True: {', '.join(off)}")
+    if fuse.EARLY_FUSE_ON or fuse.USE_CLASSIFICATION_LOSS:
+        raise ValueError("VLDYHEAD: MODEL.DYHEAD.FUSE_CONFIG.EARLY_FUSE_ON (GLIP fusion in the head) and "
+                         "USE_CLASSIFICATION_LOSS (class-logit loss) are not supported; FIBER sets both False")
+    rpn = cfg.MODEL.RPN
+    if len(rpn.ASPECT_RATIOS) * rpn.SCALES_PER_OCTAVE != 1:
+        raise ValueError(f"VLDYHEAD supports one anchor per location: MODEL.RPN.ASPECT_RATIOS "
+                         f"{tuple(rpn.ASPECT_RATIOS)} x SCALES_PER_OCTAVE {rpn.SCALES_PER_OCTAVE} anchors given")
 
 
 TrainPositiveMap = torch.Tensor  # binary float [total boxes in the batch, L]
@@ -199,13 +218,13 @@ class VLDyHeadModule(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> "VLDyHeadModule":
         """Build from ``MODEL.DYHEAD``, ``MODEL.RPN``, ``MODEL.ATSS``, ``MODEL.GROUP_NORM`` and ``TEST``."""
+        _check_supported(cfg)
         dyhead, rpn = cfg.MODEL.DYHEAD, cfg.MODEL.RPN
         anchors_per_location = len(rpn.ASPECT_RATIOS) * rpn.SCALES_PER_OCTAVE
-        if anchors_per_location != 1:
-            raise ValueError(f"VLDYHEAD supports one anchor per location (MODEL.RPN.ASPECT_RATIOS x "
-                             f"SCALES_PER_OCTAVE = {anchors_per_location})")
+        group_norm = cfg.MODEL.GROUP_NORM
+        num_groups = dyhead.CHANNELS // group_norm.DIM_PER_GP if group_norm.DIM_PER_GP > 0 else group_norm.NUM_GROUPS
         head = VLDyHead(in_channels=cfg.MODEL.BACKBONE.OUT_CHANNELS, channels=dyhead.CHANNELS,
-                        num_convs=dyhead.NUM_CONVS, num_groups=cfg.MODEL.GROUP_NORM.NUM_GROUPS,
+                        num_convs=dyhead.NUM_CONVS, num_groups=num_groups, group_norm_eps=group_norm.EPSILON,
                         num_levels=len(rpn.ANCHOR_STRIDE), num_classes=dyhead.NUM_CLASSES,
                         lang_dim=cfg.MODEL.LANGUAGE_BACKBONE.LANG_DIM, prior_prob=dyhead.PRIOR_PROB,
                         log_scale=dyhead.LOG_SCALE, clamp_dot_product=dyhead.FUSE_CONFIG.CLAMP_DOT_PRODUCT)

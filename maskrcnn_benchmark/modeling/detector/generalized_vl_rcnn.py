@@ -1,0 +1,176 @@
+"""``GeneralizedVLRCNN``: FIBER's detector (upstream ``modeling/detector/generalized_vl_rcnn.py``, fusion mode).
+
+Data flow (upstream-facts.md 1.1): images (+ captions, tokenised here) -> fusion backbone (Swin x RoBERTa with
+cross-attention, then FPN) -> FPN maps P3..P7 and the text features -> the VL head (``rpn``) -> losses in
+training, one ``BoxList`` per image at test. State-dict prefixes are upstream's: ``fusion_backbone.`` and ``rpn.``.
+"""
+
+import logging
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from maskrcnn_benchmark.modeling.backbone import build_fusion_backbone
+from maskrcnn_benchmark.modeling.registry import META_ARCHITECTURES
+from maskrcnn_benchmark.modeling.rpn import build_rpn
+from maskrcnn_benchmark.structures.bounding_box import BoxList
+from maskrcnn_benchmark.structures.image_list import ImageList, to_image_list
+
+__all__ = ["GeneralizedVLRCNN", "phrases_for_labels"]
+
+logger = logging.getLogger(__name__)
+
+# Head parameters that stay trainable with MODEL.LINEAR_PROB (upstream's list of name fragments).
+_LINEAR_PROB_TRAINABLE = ("bbox_pred", "centerness", "dot_product_projection_text", "head.log_scale",
+                          "head.bias_lang", "head.bias0")
+
+
+def _freeze(module: nn.Module) -> None:
+    """Put ``module`` in eval mode and stop its gradients."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+
+
+@META_ARCHITECTURES.register("GeneralizedVLRCNN")
+class GeneralizedVLRCNN(nn.Module):
+    """Grounded detector: fusion backbone + VL DyHead/ATSS head.
+
+    Args:
+        cfg: the merged config (read at build time; ``MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE`` is loaded lazily,
+            the first time raw captions arrive).
+
+    Attributes:
+        fusion_backbone: ``forward(tokenizer_input, images) -> (FPN maps P3..P7, language dict)``.
+        rpn: the ``VLDyHeadModule``.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        if not cfg.MODEL.RPN_ONLY:
+            raise ValueError("GeneralizedVLRCNN supports MODEL.RPN_ONLY True only (FIBER has no ROI heads)")
+        language = cfg.MODEL.LANGUAGE_BACKBONE
+        self.tokenizer_name = language.TOKENIZER_TYPE
+        self.max_query_len = language.MAX_QUERY_LEN
+        self.pad_max = language.PAD_MAX
+        self.freeze_backbone_body = cfg.MODEL.BACKBONE.FREEZE
+        self.freeze_fpn = cfg.MODEL.FPN.FREEZE
+        self.freeze_language_backbone = language.FREEZE
+        self.freeze_rpn = cfg.MODEL.RPN.FREEZE
+        self.linear_prob = cfg.MODEL.LINEAR_PROB
+        self._tokenizer = None
+        self.fusion_backbone = build_fusion_backbone(cfg)
+        self.rpn = build_rpn(cfg)
+        self._apply_freezing()
+
+    # ------------------------------------------------------------------------------------------- text input
+    @property
+    def tokenizer(self):
+        """The caption tokenizer (``MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE``), loaded on first use."""
+        if self._tokenizer is None:
+            from maskrcnn_benchmark.modeling.language_backbone.tokenizer import build_tokenizer
+
+            self._tokenizer = build_tokenizer(self.tokenizer_name)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def tokenize(self, captions: Sequence[str], device=None) -> Dict[str, torch.Tensor]:
+        """``{"input_ids", "attention_mask"}``, each Tensor[B, L] (L = MAX_QUERY_LEN with PAD_MAX, truncated)."""
+        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+            raise TypeError("captions must be a list of strings, one per image")
+        encoded = self.tokenizer(list(captions), max_length=self.max_query_len,
+                                 padding="max_length" if self.pad_max else "longest", truncation=True,
+                                 return_tensors="pt")
+        return {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
+
+    def _text_input(self, captions, tokenizer_input, targets, batch_size: int, device) -> Dict[str, torch.Tensor]:
+        if tokenizer_input is not None:
+            return {key: tokenizer_input[key].to(device) for key in ("input_ids", "attention_mask")}
+        if captions is None and targets is not None and all(t.has_field("caption") for t in targets):
+            captions = [t.get_field("caption") for t in targets]
+        if captions is None:
+            raise ValueError("GeneralizedVLRCNN needs captions (or tokenizer_input, or targets with a 'caption' "
+                             "field)")
+        if len(captions) != batch_size:
+            raise ValueError(f"got {len(captions)} captions for {batch_size} images")
+        return self.tokenize(captions, device)
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(self, images, targets: Optional[Sequence[BoxList]] = None, captions: Optional[Sequence[str]] = None,
+                positive_map=None, tokenizer_input: Optional[Mapping[str, torch.Tensor]] = None):
+        """Run the detector.
+
+        Args:
+            images (ImageList or Tensor[B, 3, H, W] or list of Tensor[3, H_i, W_i]): normalised BGR images.
+            targets: training only, one BoxList (xyxy) per image with a "labels" field (and "caption").
+            captions: one prompt per image (taken from the targets' "caption" field when omitted).
+            positive_map: training: binary Tensor[total boxes, L]; test: ``{label: [token index]}`` (or a
+                Tensor[P, L], row p -> label p + 1).
+            tokenizer_input: pre-tokenised ``{"input_ids", "attention_mask"}`` (Tensor[B, L]); skips the tokenizer.
+
+        Returns:
+            training: dict of losses (``loss_reg``, ``loss_centerness``, ``loss_cls``, ``loss_dot_product_token``);
+            test: list of BoxList (fields "labels", "scores") in the (resized) input image's coordinates.
+        """
+        if self.training and targets is None:
+            raise ValueError("in training mode targets must be given")
+        images = to_image_list(images)
+        device = images.tensors.device
+        if targets is not None:
+            targets = [target.to(device) for target in targets]
+        text = self._text_input(captions, tokenizer_input, targets, len(images.image_sizes), device)
+        features, language_dict = self.fusion_backbone(text, images)
+        detections, losses, _ = self.rpn(images, features, targets, language_dict, positive_map, captions)
+        return losses if self.training else detections
+
+    # --------------------------------------------------------------------------------------------- freezing
+    def train(self, mode: bool = True) -> "GeneralizedVLRCNN":
+        """Switch mode, then re-apply the configured freezing (frozen parts stay in eval mode)."""
+        super().train(mode)
+        self._apply_freezing()
+        return self
+
+    def _apply_freezing(self) -> None:
+        backbone = self.fusion_backbone.backbone
+        if self.freeze_backbone_body:
+            _freeze(backbone.body)
+        if self.freeze_fpn:
+            _freeze(backbone.fpn)
+        if self.freeze_language_backbone:
+            _freeze(self.fusion_backbone.language_backbone)
+        if self.freeze_rpn:
+            _freeze(self.rpn)
+        if self.linear_prob:
+            self._freeze_for_linear_probe()
+        self.rpn.head.freeze_cls_logits()
+
+    def _freeze_for_linear_probe(self) -> None:
+        for name, parameter in self.fusion_backbone.named_parameters():
+            if not name.startswith("tunable_linear"):
+                parameter.requires_grad_(False)
+        for name, parameter in self.rpn.named_parameters():
+            if not any(fragment in name for fragment in _LINEAR_PROB_TRAINABLE):
+                parameter.requires_grad_(False)
+
+
+def phrases_for_labels(labels, caption: str, label_to_spans: Mapping[int, Sequence[Tuple[int, int]]]) -> List[str]:
+    """The caption text each predicted label stands for.
+
+    Args:
+        labels (Tensor[N] int64 or sequence of int): predicted labels (e.g. a result's "labels" field).
+        caption: the prompt.
+        label_to_spans: ``{label: [(start, end), ...]}`` character spans of each label in the caption
+            (e.g. a grounding sample's ``tokens_positive_eval``, row p -> label p + 1).
+
+    Returns:
+        one string per label: its spans' text joined by a space ("" for a label without spans).
+    """
+    phrases = []
+    for label in (labels.tolist() if isinstance(labels, torch.Tensor) else labels):
+        spans = label_to_spans.get(int(label), ())
+        phrases.append(" ".join(caption[int(start):int(end)] for start, end in spans))
+    return phrases
