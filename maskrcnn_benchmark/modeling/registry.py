@@ -104,7 +104,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     failures = import_all_builders()
-    described = list_registries()
+    # Under ``python -m`` this file runs as ``__main__``, a second copy of the module whose registries nobody
+    # registers into; describe the registries of the imported module instead.
+    canonical = importlib.import_module("maskrcnn_benchmark.modeling.registry")
+    described = canonical.list_registries()
     if args.json:
         sys.stdout.write(json.dumps({"registries": described, "import_errors": failures}, indent=2) + "\n")
     else:

@@ -85,6 +85,11 @@ def test_cli_lists_every_family():
     out = json.loads(proc.stdout)
     assert set(out["registries"]) == {"META_ARCHITECTURES", "BACKBONES", "LANGUAGE_BACKBONES", "RPN_ARCHITECTURES"}
     assert proc.returncode == (1 if out["import_errors"] else 0)
+    if not out["import_errors"]:
+        # the CLI must see what the model packages registered (not an empty copy of the module)
+        model_registry.import_all_builders()
+        for family, info in model_registry.list_registries().items():
+            assert out["registries"][family]["names"] == info["names"]
 
 
 def test_fiber_names_registered_once_model_is_imported():
@@ -99,6 +104,4 @@ def test_fiber_names_registered_once_model_is_imported():
         model_registry.META_ARCHITECTURES: "GeneralizedVLRCNN",
     }
     for reg, name in expected.items():
-        if len(reg) == 0:
-            pytest.skip(f"{reg.name} has no builders registered yet")
         assert callable(reg.get(name))
