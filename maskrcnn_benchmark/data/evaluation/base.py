@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import tempfile
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -205,8 +205,3 @@ class DatasetEvaluator:
     def _predictions_json(self) -> Any:
         raise NotImplementedError
 
-
-def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    """Yield consecutive slices of ``items`` of length ``size`` (the last may be shorter)."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

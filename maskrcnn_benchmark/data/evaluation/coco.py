@@ -101,7 +101,11 @@ def _coco_api(backend: str):
 
         return COCO, COCOeval, {}
     if backend == "faster":
-        from faster_coco_eval import COCO, COCOeval_faster
+        try:
+            from faster_coco_eval import COCO, COCOeval_faster
+        except ImportError as error:
+            raise ImportError("the 'faster' backend needs faster-coco-eval (pip install faster-coco-eval); "
+                              "or use 'pycocotools'") from error
 
         return COCO, COCOeval_faster, {"print_function": logger.debug}
     raise ValueError(f"unknown COCO evaluation backend {backend!r}; choose one of {BACKENDS}")

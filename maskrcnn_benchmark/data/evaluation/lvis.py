@@ -74,7 +74,11 @@ def keep_topk_per_category(records: Sequence[Dict[str, Any]], topk: int) -> List
 
 
 def _lvis_backend(gt_dict, predictions, max_dets: int) -> Dict[str, Optional[float]]:
-    from lvis import LVIS, LVISEval, LVISResults
+    try:
+        from lvis import LVIS, LVISEval, LVISResults
+    except ImportError as error:
+        raise ImportError("the 'lvis' LVIS backend needs the lvis package (pip install lvis); "
+                          "or use backend 'faster' (TEST.LVIS_EVAL_BACKEND faster)") from error
 
     gt_api = LVIS.__new__(LVIS)  # the constructor only accepts a path; build from the loaded dict instead
     gt_api.logger = logging.getLogger("lvis.lvis")

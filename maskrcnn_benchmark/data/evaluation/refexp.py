@@ -193,21 +193,23 @@ class RefExpEvaluator(DatasetEvaluator):
         return {}
 
     def _add(self, info, boxes, scores, labels) -> None:
-        self._keep(int(info["id"]), boxes, scores)
+        image_id = int(info["id"])
+        self._state[image_id] = self._best(self._state.get(image_id), boxes, scores)
 
-    def _keep(self, image_id: int, boxes: np.ndarray, scores: np.ndarray) -> None:
-        if image_id in self._state:
-            old_boxes, old_scores = self._state[image_id]
-            boxes = np.concatenate([old_boxes, boxes])
-            scores = np.concatenate([old_scores, scores])
+    def _best(self, kept: Optional[Tuple[np.ndarray, np.ndarray]], boxes: np.ndarray, scores: np.ndarray
+              ) -> Tuple[np.ndarray, np.ndarray]:
+        """The max(topk) highest-scoring boxes among ``kept`` and the new ones."""
+        if kept is not None:
+            boxes = np.concatenate([kept[0], boxes])
+            scores = np.concatenate([kept[1], scores])
         order = np.argsort(-scores, kind="stable")[: max(self.topk)]
-        self._state[image_id] = (boxes[order], scores[order])
+        return boxes[order], scores[order]
 
     def _merge(self, states):
-        merged = self._state = {}
+        merged: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
         for state in states:
             for image_id, (boxes, scores) in state.items():
-                self._keep(image_id, boxes, scores)
+                merged[image_id] = self._best(merged.get(image_id), boxes, scores)
         return merged
 
     def _predictions_json(self) -> List[Dict[str, Any]]:
