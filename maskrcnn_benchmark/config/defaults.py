@@ -40,24 +40,18 @@ _C.MODEL.BACKBONE.CONV_BODY = "R-50-C4"  # BACKBONES name (FIBER: "SWINT-FPN-RET
 _C.MODEL.BACKBONE.FREEZE_CONV_BODY_AT = 2  # Swin: freeze patch_embed (>=0) and stages < this (-1 = none); backbone
 _C.MODEL.BACKBONE.FREEZE = False  # freeze the whole image body (re-applied by train()); detector
 _C.MODEL.BACKBONE.OUT_CHANNELS = 1024  # channels of every FPN output (FIBER: 256); backbone/fpn, rpn head
-# Names of the body stages fed to the FPN (upstream's names: "stage2".."stage5" = Swin layers[0..3]); backbone
-_C.MODEL.BACKBONE.OUT_FEATURES = ("stage2", "stage3", "stage4", "stage5")
 _C.MODEL.BACKBONE.USE_CHECKPOINT = False  # activation checkpointing of trainable Swin stages; backbone
 _C.MODEL.BACKBONE.FUSION_VERSION = "v1"  # fusion backbone variant: "v2" (COCO/LVIS/pretrain) or "v3" (refexp,
 #                                          extra LayerNorm on the image cross-attention query); fusion_backbone
-_C.MODEL.BACKBONE.USE_BN = False  # whether the backbone has BatchNorm buffers to broadcast in DDP; engine (DDP)
 
 # ---------------------------------------------------------------------------------------------------- language
 _C.MODEL.LANGUAGE_BACKBONE = CN()
 _C.MODEL.LANGUAGE_BACKBONE.FREEZE = False  # freeze the text encoder (re-applied by train()); detector
-_C.MODEL.LANGUAGE_BACKBONE.USE_CHECKPOINT = False  # upstream: HF gradient_checkpointing flag (never exercised);
-#                                                   here: activation checkpointing of text layers; language_backbone
 # Tokenizer: a HF name ("roberta-base", from the local HF cache) or a local folder; language_backbone/tokenizer
 _C.MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE = "bert-base-uncased"
 _C.MODEL.LANGUAGE_BACKBONE.MODEL_TYPE = "bert-base-uncased"  # LANGUAGE_BACKBONES name (FIBER: "roberta-fused-v2")
 _C.MODEL.LANGUAGE_BACKBONE.LANG_DIM = 768  # text hidden size (roberta-base: 768); language_backbone, rpn head
 _C.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN = 256  # text length L in tokens (captions padded/truncated); detector, data
-_C.MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL = False  # zero the attention mask of special tokens (FIBER: False); detector
 _C.MODEL.LANGUAGE_BACKBONE.PAD_MAX = True  # pad captions to MAX_QUERY_LEN (True) or to the longest one; detector
 # [added] RoBERTa architecture numbers (roberta-base values built in, so no config.json download is needed; the
 # tiny test configs shrink them); read by language_backbone/roberta:
@@ -83,7 +77,6 @@ _C.MODEL.SWINT.MLP_RATIO = 4  # MLP hidden width / C; backbone/swin
 _C.MODEL.SWINT.DROP_PATH_RATE = 0.2  # stochastic depth, linear over all blocks up to this (FIBER: 0.4); swin
 _C.MODEL.SWINT.APE = False  # absolute position embedding (FIBER: False; only False is supported); backbone/swin
 _C.MODEL.SWINT.VERSION = "v1"  # Swin variant; FIBER uses "fusion" (image-text fusion in the backbone); backbone
-_C.MODEL.SWINT.OUT_NORM = True  # LayerNorm on each stage output fed to the FPN; backbone/swin
 # [added] number of fused (image<->text cross-attention) blocks at the END of Swin stage 3; all stage-4 blocks are
 # fused too, each paired with one of the last FUSION_BLOCKS_STAGE3 + DEPTHS[3] text layers (upstream hard-codes
 # 4: stage-3 blocks 14..17 of 18); fusion_backbone, language_backbone
@@ -110,7 +103,6 @@ _C.MODEL.RPN.USE_FPN = False  # one anchor size per FPN level (FIBER: True); rpn
 _C.MODEL.RPN.ANCHOR_SIZES = (32, 64, 128, 256, 512)  # anchor side in pixels per level (FIBER: 64..1024); anchors
 _C.MODEL.RPN.ANCHOR_STRIDE = (16,)  # stride per FPN level in pixels (FIBER: 8..128); anchors
 _C.MODEL.RPN.ASPECT_RATIOS = (0.5, 1.0, 2.0)  # anchor aspect ratios h/w (FIBER: (1.0,)); anchors
-_C.MODEL.RPN.STRADDLE_THRESH = 0  # anchors further outside the image than this (px) are marked invisible; anchors
 _C.MODEL.RPN.OCTAVE = 2.0  # octave base for SCALES_PER_OCTAVE; anchors
 _C.MODEL.RPN.SCALES_PER_OCTAVE = 3  # anchor scales per octave (FIBER: 1); anchors
 _C.MODEL.RPN.FREEZE = False  # freeze the dense head (re-applied by train()); detector
@@ -142,8 +134,6 @@ _C.MODEL.DYHEAD.USE_DYRELU = False  # dynamic ReLU after each DyConv (FIBER: Tru
 _C.MODEL.DYHEAD.FUSE_CONFIG = CN()
 _C.MODEL.DYHEAD.FUSE_CONFIG.EARLY_FUSE_ON = False  # GLIP fusion inside the DyHead (FIBER: False; only False works)
 _C.MODEL.DYHEAD.FUSE_CONFIG.TYPE = ""  # GLIP early-fusion type (FIBER: "NONE"; only ""/"NONE" accepted); rpn head
-_C.MODEL.DYHEAD.FUSE_CONFIG.USE_CLASSIFICATION_LOSS = False  # weight 1 (True) or 0 (False) for the class-logit
-#                                                              focal loss of the frozen cls_logits; rpn/loss
 _C.MODEL.DYHEAD.FUSE_CONFIG.USE_DOT_PRODUCT_TOKEN_LOSS = False  # box x token dot-product logits + token focal loss
 #                                                                 (FIBER: True); rpn head, rpn/loss
 _C.MODEL.DYHEAD.FUSE_CONFIG.TOKEN_GAMMA = 2.0  # focal gamma of the token loss; rpn/loss
@@ -153,10 +143,6 @@ _C.MODEL.DYHEAD.FUSE_CONFIG.CLAMP_DOT_PRODUCT = False  # clamp dot-product logit
 _C.MODEL.DYHEAD.FUSE_CONFIG.ADD_LINEAR_LAYER = False  # learnable per-position text offsets (prompt tuning,
 #                                                       `fusion_backbone.tunable_linear`); fusion_backbone
 
-# ---------------------------------------------------------------------------------------------------- focal
-_C.MODEL.FOCAL = CN()
-_C.MODEL.FOCAL.LOSS_ALPHA = 0.25  # focal alpha of the (0-weighted) class-logit loss; rpn/loss
-_C.MODEL.FOCAL.LOSS_GAMMA = 2.0  # focal gamma of the (0-weighted) class-logit loss; rpn/loss
 
 # ----------------------------------------------------------------------------------------------------------------
 # INPUT / AUGMENT
@@ -176,7 +162,6 @@ _C.INPUT.FLIP_SWAP_LEFT_RIGHT = False
 
 _C.AUGMENT = CN()
 _C.AUGMENT.FLIP_PROB_TRAIN = 0.5  # horizontal flip probability in training (refexp: 0.0); data/transforms
-_C.AUGMENT.VERTICAL_FLIP_PROB_TRAIN = 0.0  # vertical flip probability in training; data/transforms
 _C.AUGMENT.MULT_MIN_SIZE_TRAIN = ()  # if non-empty, shorter side sampled from these in training; data/transforms
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -359,6 +344,26 @@ _inert(_FC, "CONTRASTIVE_HIDDEN_DIM", 64, "MODEL.DYHEAD.FUSE_CONFIG.CONTRASTIVE_
        "width of the contrastive-align projection, which is not built")
 _inert(_FC, "MLM_LOSS", False, "MODEL.DYHEAD.FUSE_CONFIG.MLM_LOSS",
        "masked-language-model loss, not implemented (GLIP's README passes False; True is rejected)")
+
+_CLS_LOSS = "the class-logit focal loss is 0-weighted in FIBER and emitted as a constant 0 here"
+_inert(_FC, "USE_CLASSIFICATION_LOSS", False, "MODEL.DYHEAD.FUSE_CONFIG.USE_CLASSIFICATION_LOSS",
+       _CLS_LOSS + " (True is rejected by validate_config)")
+_C.MODEL.FOCAL = CN()
+_inert(_C.MODEL.FOCAL, "LOSS_ALPHA", 0.25, "MODEL.FOCAL.LOSS_ALPHA", _CLS_LOSS)
+_inert(_C.MODEL.FOCAL, "LOSS_GAMMA", 2.0, "MODEL.FOCAL.LOSS_GAMMA", _CLS_LOSS)
+
+# Backbone / text options with a single supported value in FIBER.
+_inert(_C.MODEL.BACKBONE, "OUT_FEATURES", ("stage2", "stage3", "stage4", "stage5"), "MODEL.BACKBONE.OUT_FEATURES",
+       "the fusion backbone always feeds Swin stages 2-4 to the FPN")
+_inert(_C.MODEL.BACKBONE, "USE_BN", False, "MODEL.BACKBONE.USE_BN", "FIBER has no BatchNorm buffers to broadcast")
+_inert(_C.MODEL.LANGUAGE_BACKBONE, "USE_CHECKPOINT", False, "MODEL.LANGUAGE_BACKBONE.USE_CHECKPOINT",
+       "upstream only sets a transformers flag that its fused text layers never use")
+_inert(_C.MODEL.LANGUAGE_BACKBONE, "MASK_SPECIAL", False, "MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL",
+       "masking special tokens is not implemented (FIBER: False; True is rejected by validate_config)")
+_inert(_C.MODEL.RPN, "STRADDLE_THRESH", 0, "MODEL.RPN.STRADDLE_THRESH",
+       "anchor visibility is not used by ATSS")
+_inert(_C.AUGMENT, "VERTICAL_FLIP_PROB_TRAIN", 0.0, "AUGMENT.VERTICAL_FLIP_PROB_TRAIN",
+       "vertical flipping is not implemented (a non-zero value is rejected by validate_config)")
 
 # Model flags of upstream's other model families.
 _inert(_C.MODEL, "BOX_ON", True, "MODEL.BOX_ON", "ROI box head flag; FIBER is RPN_ONLY")

@@ -14,6 +14,8 @@ UNSUPPORTED_FLAGS = {
     "MODEL.DYHEAD.FUSE_CONFIG.USE_TOKEN_LOSS": "GLIP's token-softmax loss",
     "MODEL.DYHEAD.FUSE_CONFIG.USE_CONTRASTIVE_ALIGN_LOSS": "MDETR's contrastive-align loss",
     "MODEL.DYHEAD.FUSE_CONFIG.MLM_LOSS": "the masked-language-model loss",
+    "MODEL.DYHEAD.FUSE_CONFIG.USE_CLASSIFICATION_LOSS": "the frozen class-logit loss (FIBER trains the token loss)",
+    "MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL": "masking special tokens out of the text attention",
     "MODEL.MASK_ON": "mask heads",
     "MODEL.KEYPOINT_ON": "keypoint heads",
     "DATASETS.ALTERNATIVE_TRAINING": "alternating-dataset training",
@@ -108,9 +110,11 @@ def _check_data_and_solver(cfg, problems: List[str]) -> None:
     control = cfg.DATASETS.CONTROL_PROB
     if len(control) not in (0, 4) or any(p < 0 for p in control):
         problems.append(f"DATASETS.CONTROL_PROB must be empty or 4 non-negative probabilities, got {control!r}")
-    for key in ("AUGMENT.FLIP_PROB_TRAIN", "AUGMENT.VERTICAL_FLIP_PROB_TRAIN"):
-        if not 0.0 <= _get(cfg, key) <= 1.0:
-            problems.append(f"{key} = {_get(cfg, key)} must be in [0, 1]")
+    if not 0.0 <= cfg.AUGMENT.FLIP_PROB_TRAIN <= 1.0:
+        problems.append(f"AUGMENT.FLIP_PROB_TRAIN = {cfg.AUGMENT.FLIP_PROB_TRAIN} must be in [0, 1]")
+    if cfg.AUGMENT.VERTICAL_FLIP_PROB_TRAIN != 0.0:
+        problems.append(f"AUGMENT.VERTICAL_FLIP_PROB_TRAIN = {cfg.AUGMENT.VERTICAL_FLIP_PROB_TRAIN}: vertical "
+                        "flipping is not implemented (set it to 0.0)")
     steps = list(cfg.SOLVER.STEPS)
     if steps != sorted(steps):
         problems.append(f"SOLVER.STEPS must be increasing, got {tuple(steps)}")

@@ -249,6 +249,10 @@ def _fiber_cfg():
         (["TEST.CHUNKED_EVALUATION", "0"], "CHUNKED_EVALUATION"),
         (["AUGMENT.FLIP_PROB_TRAIN", "1.5"], "FLIP_PROB_TRAIN"),
         (["DATASETS.CONTROL_PROB", "(0.5, 0.5)"], "CONTROL_PROB"),
+        (["MODEL.DYHEAD.FUSE_CONFIG.USE_CLASSIFICATION_LOSS", "True"], "USE_CLASSIFICATION_LOSS = True"),
+        (["MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL", "True"], "MASK_SPECIAL = True"),
+        (["AUGMENT.VERTICAL_FLIP_PROB_TRAIN", "0.5"], "vertical flipping is not implemented"),
+        (["MODEL.DYHEAD.FUSE_CONFIG.TYPE", "MHA-B"], "early-fusion types are not supported"),
     ],
 )
 def test_validate_config_rejects(opts, expected):
