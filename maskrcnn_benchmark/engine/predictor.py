@@ -1,0 +1,553 @@
+"""Python inference API: run a FIBER model on your own images with class names or a caption.
+
+Example::
+
+    from maskrcnn_benchmark.config import load_config
+    from maskrcnn_benchmark.engine.predictor import Predictor
+
+    predictor = Predictor(load_config("configs/e2e_dyhead_SwinT_B_FPN_coco_finetuning_fusion_backbone.yaml"),
+                          weight="MODEL/fiber_coco.pth")
+    dets = predictor.predict(["street.jpg"], ["person", "bicycle", "car"], threshold=0.5)[0]
+    print(dets.boxes, dets.scores, dets.names)       # boxes: xyxy in the original image's pixels
+
+Prompts:
+
+* **detection**: a list of class names (or ``{label: name}``). The caption is built by
+  :mod:`maskrcnn_benchmark.data.prompts` exactly as evaluation builds it (``DATASETS.SEPARATION_TOKENS``,
+  upstream's name cleaning); a list too long for ``MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN`` tokens is split
+  into several prompts (one forward pass each; ``TEST.CHUNKED_EVALUATION`` sets the chunk size) and the
+  detections of all chunks are merged. Labels are 1..K in list order; ``names`` are the names given.
+* **grounding**: a caption string. Its phrases are given as ``spans`` (one entry per phrase: a
+  ``(start, end)`` character span or a list of them) or as ``phrases`` (substrings, located left to right).
+  With neither, the caption is split into phrases at ``.``, ``,`` and ``;`` (each piece stripped of
+  surrounding spaces; empty pieces dropped) - a plain rule, no NLTK and no downloads. Phrase ``i`` gets
+  label ``i + 1``; ``names`` are the phrase texts.
+
+Images: file paths, numpy arrays ``H x W x 3`` uint8 (BGR by default, as OpenCV reads them; ``rgb=True``
+for RGB) or ``PIL.Image`` objects. Images of different sizes are batched (``batch_size`` per forward pass).
+
+Padding and batching: FIBER has no padding mask (upstream-facts.md 1.2): padded pixels take part in window
+attention, in the text-to-image cross-attention and in the DyHead's global pooling, so an image's scores
+depend slightly on how much padding its batch adds. ``pad_mode="batch"`` (default, as upstream's evaluation)
+pads each batch to its largest image (multiple of ``DATALOADER.SIZE_DIVISIBILITY``); ``pad_mode="canvas"``
+pads every image to one fixed canvas (``canvas_size``, default the largest test size), so results do not
+depend on which images share a batch (at the cost of computing the canvas).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from maskrcnn_benchmark.structures.bounding_box import BoxList
+from maskrcnn_benchmark.structures.image_list import ImageList
+
+__all__ = ["Detections", "Prompt", "Predictor", "split_caption_into_phrases", "load_image", "color_for_label",
+           "draw_detections"]
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+_PHRASE_SEPARATORS = re.compile(r"[.,;]")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Detections:
+    """Detections of one image, in the original image's pixel coordinates.
+
+    Attributes:
+        boxes (Tensor[N, 4] float32): ``x1, y1, x2, y2`` (maskrcnn-benchmark's +1 convention: the box covers
+            pixels x1..x2 inclusive; width in COCO JSON = x2 - x1 + 1, as upstream's evaluation writes it).
+        scores (Tensor[N] float32): detection scores, sorted in decreasing order.
+        labels (Tensor[N] int64): class labels (1..K in prompt order) or phrase labels (phrase index + 1).
+        names (list of str): the class name / phrase of each box.
+        image_size (tuple): (width, height) of the original image.
+        source (str): file name, or "" for arrays and PIL images.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    names: List[str]
+    image_size: Tuple[int, int]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def to_boxlist(self) -> BoxList:
+        """A ``BoxList`` (xyxy, original size) with fields "scores", "labels" (what the evaluators take)."""
+        boxlist = BoxList(self.boxes.clone(), self.image_size, mode="xyxy")
+        boxlist.add_field("scores", self.scores.clone())
+        boxlist.add_field("labels", self.labels.clone())
+        return boxlist
+
+    def to_coco_json(self, image_id: Any = None, category_ids: Optional[Mapping[int, int]] = None
+                     ) -> List[Dict[str, Any]]:
+        """COCO result records ``{"image_id", "category_id", "bbox": [x, y, w, h], "score", "name"}``.
+
+        Args:
+            image_id: the COCO image id to write.
+            category_ids: label -> COCO category id (default: the label itself).
+        """
+        xywh = self.to_boxlist().convert("xywh").bbox.tolist()
+        records = []
+        for box, score, label, name in zip(xywh, self.scores.tolist(), self.labels.tolist(), self.names):
+            category = category_ids[label] if category_ids is not None else label
+            records.append({"image_id": image_id, "category_id": int(category),
+                            "bbox": [round(float(v), 3) for v in box], "score": round(float(score), 5),
+                            "name": name})
+        return records
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready: ``{"source", "width", "height", "detections": [{"box", "score", "label", "name"}]}``."""
+        width, height = self.image_size
+        return {
+            "source": self.source, "width": int(width), "height": int(height),
+            "detections": [{"box": [round(float(v), 3) for v in box], "score": round(float(score), 5),
+                            "label": int(label), "name": name}
+                           for box, score, label, name in zip(self.boxes.tolist(), self.scores.tolist(),
+                                                              self.labels.tolist(), self.names)],
+        }
+
+
+@dataclass
+class Prompt:
+    """One forward pass worth of text: a caption and ``{label: [token index]}``.
+
+    Attributes:
+        caption: the text given to the model.
+        token_map: label -> token indices (with special tokens).
+        names: label -> the class name or phrase reported for it.
+    """
+
+    caption: str
+    token_map: Dict[int, List[int]]
+    names: Dict[int, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------------
+
+
+def load_image(image: ImageInput, rgb: bool = False):
+    """Turns a path / numpy array / PIL image into an RGB ``PIL.Image`` and a source name.
+
+    Args:
+        image: a file path, an ``H x W x 3`` (or ``H x W``) uint8 array, or a PIL image.
+        rgb: the array is RGB (default: BGR, as ``cv2.imread`` returns).
+
+    Returns:
+        ``(PIL.Image in RGB, source)``.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: a file that is not a readable image, or an array of the wrong shape / dtype.
+        TypeError: any other input type.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image file {path} does not exist")
+        try:
+            with Image.open(path) as handle:
+                return handle.convert("RGB"), path
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"{path}: cannot read this file as an image ({e})") from e
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"image arrays must be uint8 (0-255), got dtype {image.dtype}")
+        if image.ndim == 2:
+            image = np.stack([image] * 3, axis=-1)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image arrays must be H x W x 3 (or H x W), got shape {tuple(image.shape)}")
+        if not rgb:
+            image = image[:, :, ::-1]
+        return Image.fromarray(np.ascontiguousarray(image)), ""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB"), getattr(image, "filename", "") or ""
+    raise TypeError(f"unsupported image type {type(image).__name__}: pass a path, a numpy uint8 array or a "
+                    f"PIL image")
+
+
+def split_caption_into_phrases(caption: str) -> List[Tuple[int, int]]:
+    """The default phrase rule: the pieces of ``caption`` between ``.``, ``,`` and ``;``, stripped.
+
+    Returns:
+        ``[(start, end), ...]`` character spans, left to right (empty pieces dropped).
+    """
+    spans = []
+    start = 0
+    for match in list(_PHRASE_SEPARATORS.finditer(caption)) + [None]:
+        end = match.start() if match is not None else len(caption)
+        piece = caption[start:end]
+        stripped = piece.strip()
+        if stripped:
+            offset = start + (len(piece) - len(piece.lstrip()))
+            spans.append((offset, offset + len(stripped)))
+        if match is not None:
+            start = match.end()
+    return spans
+
+
+def _normalise_spans(caption: str, spans: Sequence[Any]) -> List[List[Tuple[int, int]]]:
+    out = []
+    for i, item in enumerate(spans):
+        pairs = [item] if len(item) == 2 and all(isinstance(v, (int, np.integer)) for v in item) else list(item)
+        checked = []
+        for pair in pairs:
+            if len(pair) != 2:
+                raise ValueError(f"phrase {i}: span {pair!r} is not a (start, end) pair")
+            start, end = int(pair[0]), int(pair[1])
+            if not 0 <= start < end <= len(caption):
+                raise ValueError(f"phrase {i}: span ({start}, {end}) is empty or outside the caption "
+                                 f"(length {len(caption)})")
+            checked.append((start, end))
+        out.append(checked)
+    return out
+
+
+def _locate_phrases(caption: str, phrases: Sequence[str]) -> List[List[Tuple[int, int]]]:
+    spans, cursor = [], 0
+    for phrase in phrases:
+        if not phrase or not phrase.strip():
+            raise ValueError("empty phrase in 'phrases'")
+        index = caption.find(phrase, cursor)
+        if index < 0:
+            index = caption.find(phrase)
+        if index < 0:
+            raise ValueError(f"phrase {phrase!r} does not occur in the caption {caption!r}")
+        spans.append([(index, index + len(phrase))])
+        cursor = index + len(phrase)
+    return spans
+
+
+# ---------------------------------------------------------------------------------------------------
+# The predictor
+# ---------------------------------------------------------------------------------------------------
+
+
+class Predictor:
+    """Runs a FIBER model on images with detection or grounding prompts.
+
+    Args:
+        cfg: a config (``CfgNode``) or the path of a YAML file (merged onto the defaults).
+        weight: checkpoint to load (any kind the checkpoint loader reads); it must fit the config exactly
+            (otherwise ``ValueError`` with the key report). None: keep ``model``'s / random weights.
+        model: an existing model to use instead of building one from ``cfg``.
+        device: "cpu", "cuda", ... (default: ``MODEL.DEVICE`` if available, else CPU).
+        use_ema: load the ``model_ema`` weights of ``weight`` (default ``TEST.USE_EMA_WEIGHTS``).
+        amp: autocast to float16 on CUDA (default True on CUDA; ignored on CPU).
+        batch_size: images per forward pass.
+        pad_mode: "batch" or "canvas" (see the module docstring).
+        canvas_size: (height, width) of the canvas for ``pad_mode="canvas"``; default: a square of
+            ``INPUT.MAX_SIZE_TEST`` rounded up to the size divisibility.
+    """
+
+    def __init__(self, cfg, weight: Optional[str] = None, model: Optional[torch.nn.Module] = None,
+                 device: Optional[Union[str, torch.device]] = None, use_ema: Optional[bool] = None,
+                 amp: Optional[bool] = None, batch_size: int = 4, pad_mode: str = "batch",
+                 canvas_size: Optional[Tuple[int, int]] = None):
+        self.cfg = self._as_cfg(cfg)
+        if pad_mode not in ("batch", "canvas"):
+            raise ValueError(f"pad_mode must be 'batch' or 'canvas', got {pad_mode!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else self._default_device()
+        self.amp = (self.device.type == "cuda") if amp is None else (bool(amp) and self.device.type == "cuda")
+        self.batch_size = int(batch_size)
+        self.pad_mode = pad_mode
+        self.size_divisible = int(self.cfg.DATALOADER.SIZE_DIVISIBILITY)
+        self.canvas_size = canvas_size or self._default_canvas()
+        if model is None:
+            from maskrcnn_benchmark.modeling.detector import build_detection_model
+
+            model = build_detection_model(self.cfg)
+        self.model = model
+        if weight is not None:
+            if use_ema is None:
+                use_ema = bool(getattr(self.cfg.TEST, "USE_EMA_WEIGHTS", False))
+            self._load_weight(weight, use_ema)
+        self.model.eval().to(self.device)
+        from maskrcnn_benchmark.data.transforms import build_transforms
+
+        self.transforms = build_transforms(self.cfg, is_train=False)
+
+    # -- set-up --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _as_cfg(cfg):
+        if isinstance(cfg, (str, os.PathLike)):
+            from maskrcnn_benchmark.engine.defaults import load_config
+
+            return load_config(os.fspath(cfg))
+        return cfg.clone()
+
+    def _default_device(self) -> torch.device:
+        wanted = str(getattr(self.cfg.MODEL, "DEVICE", "cpu"))
+        if wanted.startswith("cuda") and not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device(wanted)
+
+    def _default_canvas(self) -> Tuple[int, int]:
+        side = int(self.cfg.INPUT.MAX_SIZE_TEST)
+        if self.size_divisible > 0:
+            side = int(math.ceil(side / self.size_divisible) * self.size_divisible)
+        return side, side
+
+    def _load_weight(self, weight: str, use_ema: bool) -> None:
+        from maskrcnn_benchmark.utils.checkpoint import CheckpointMismatchError, load_checkpoint
+
+        try:
+            load_checkpoint(self.model, weight, use_ema=use_ema, strict=True)
+        except CheckpointMismatchError as e:
+            raise ValueError(f"weight file {weight} does not fit this config (was it trained with another "
+                             f"config?):\n{e}") from e
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (``MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE``)."""
+        core = getattr(self.model, "module", self.model)
+        return core.tokenizer
+
+    # -- prompts -------------------------------------------------------------------------------------
+
+    def detection_prompts(self, classes: Union[Sequence[str], Mapping[int, str]]) -> List[Prompt]:
+        """Prompts (chunked when needed) for a class list; labels 1..K in list order (or the mapping's)."""
+        from maskrcnn_benchmark.data.prompts import plan_detection_prompts
+
+        categories = dict(classes) if isinstance(classes, Mapping) else {i + 1: n for i, n in enumerate(classes)}
+        if not categories:
+            raise ValueError("the class list is empty: give at least one class name")
+        for label, name in categories.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"class {label}: empty class name {name!r}")
+        plans = plan_detection_prompts(
+            categories, self.tokenizer, separation_tokens=self.cfg.DATASETS.SEPARATION_TOKENS,
+            chunk_size=int(self.cfg.TEST.CHUNKED_EVALUATION),
+            max_query_len=int(self.cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN))
+        if len(plans) > 1:
+            logger.info("%d classes split into %d prompts (one forward pass each)", len(categories), len(plans))
+        return [Prompt(plan.caption, plan.token_map, {label: categories[label] for label in plan.labels})
+                for plan in plans]
+
+    def grounding_prompt(self, caption: str, spans: Optional[Sequence[Any]] = None,
+                         phrases: Optional[Sequence[str]] = None) -> Prompt:
+        """The prompt of a caption; phrases from ``spans``, ``phrases`` or the default split rule."""
+        from maskrcnn_benchmark.data.prompts import positive_map_dict
+
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError("the caption is empty")
+        if spans is not None and phrases is not None:
+            raise ValueError("give either spans or phrases, not both")
+        if spans is not None:
+            label_spans = _normalise_spans(caption, spans)
+        elif phrases is not None:
+            label_spans = _locate_phrases(caption, phrases)
+        else:
+            label_spans = [[span] for span in split_caption_into_phrases(caption)]
+        if not label_spans:
+            raise ValueError(f"no phrase found in the caption {caption!r}")
+        encoding = self.tokenizer(caption, add_special_tokens=True, truncation=False)
+        max_len = int(self.cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN)
+        if len(encoding["input_ids"]) > max_len:
+            raise ValueError(f"the caption has {len(encoding['input_ids'])} tokens, more than "
+                             f"MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN={max_len}; shorten it")
+        token_map = positive_map_dict(encoding, {i + 1: s for i, s in enumerate(label_spans)})
+        names = {i + 1: " ".join(caption[a:b] for a, b in s) for i, s in enumerate(label_spans)}
+        for label in names:
+            if label not in token_map:
+                logger.warning("phrase %d (%r) maps to no token; it cannot be detected", label, names[label])
+        return Prompt(caption, token_map, names)
+
+    def _prompts(self, prompts, spans, phrases) -> List[Prompt]:
+        if isinstance(prompts, Prompt):
+            return [prompts]
+        if isinstance(prompts, str):
+            return [self.grounding_prompt(prompts, spans=spans, phrases=phrases)]
+        if spans is not None or phrases is not None:
+            raise ValueError("spans / phrases go with a caption string, not with a class list")
+        if isinstance(prompts, Mapping) or (isinstance(prompts, Sequence) and not isinstance(prompts, bytes)):
+            return self.detection_prompts(prompts)
+        raise TypeError(f"prompts must be a list of class names or a caption string, got {type(prompts).__name__}")
+
+    # -- images --------------------------------------------------------------------------------------
+
+    def _prepare(self, images: Sequence[ImageInput], rgb: bool):
+        tensors, sizes, sources = [], [], []
+        for image in images:
+            pil, source = load_image(image, rgb=rgb)
+            tensor, _ = self.transforms(pil, None)
+            tensors.append(tensor)
+            sizes.append(pil.size)  # (width, height)
+            sources.append(source)
+        return tensors, sizes, sources
+
+    def _batch(self, tensors: Sequence[torch.Tensor]) -> ImageList:
+        if self.pad_mode == "canvas":
+            height, width = self.canvas_size
+        else:
+            height = max(t.shape[1] for t in tensors)
+            width = max(t.shape[2] for t in tensors)
+            if self.size_divisible > 0:
+                height = int(math.ceil(height / self.size_divisible) * self.size_divisible)
+                width = int(math.ceil(width / self.size_divisible) * self.size_divisible)
+        batch = tensors[0].new_zeros((len(tensors), 3, height, width))
+        for i, tensor in enumerate(tensors):
+            if tensor.shape[1] > height or tensor.shape[2] > width:
+                raise ValueError(f"image of size {tuple(tensor.shape[1:])} after resizing exceeds the canvas "
+                                 f"{(height, width)}; raise canvas_size")
+            batch[i, :, : tensor.shape[1], : tensor.shape[2]] = tensor
+        return ImageList(batch, [(int(t.shape[1]), int(t.shape[2])) for t in tensors])
+
+    # -- running -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _label_slots(self, labels: Iterable[int]) -> Iterator[None]:
+        """Temporarily widens the post-processor's label slots to hold the prompt's labels."""
+        core = getattr(self.model, "module", self.model)
+        post = getattr(getattr(core, "rpn", None), "post_processor", None)
+        needed = max(labels, default=0)
+        if post is None or not hasattr(post, "num_slots") or post.num_slots >= needed:
+            yield
+            return
+        previous = post.num_slots
+        post.num_slots = needed
+        try:
+            yield
+        finally:
+            post.num_slots = previous
+
+    def _forward(self, batch: ImageList, prompt: Prompt) -> List[BoxList]:
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+        with torch.no_grad(), autocast, self._label_slots(prompt.token_map):
+            outputs = self.model(batch.to(self.device), captions=[prompt.caption] * len(batch.image_sizes),
+                                 positive_map=prompt.token_map)
+        return [output.to("cpu") for output in outputs]
+
+    def predict(self, images: Union[ImageInput, Sequence[ImageInput]],
+                prompts: Union[str, Sequence[str], Mapping[int, str], Prompt], threshold: Optional[float] = None,
+                rgb: bool = False, spans: Optional[Sequence[Any]] = None,
+                phrases: Optional[Sequence[str]] = None) -> Union[Detections, List[Detections]]:
+        """Detects the prompt's classes / phrases in each image.
+
+        Args:
+            images: one image or a list (paths, numpy arrays, PIL images; see :func:`load_image`).
+            prompts: a list of class names / ``{label: name}`` (detection) or a caption (grounding).
+            threshold: keep detections with score >= threshold (None: everything the post-processor keeps,
+                i.e. ``MODEL.ATSS.INFERENCE_TH`` on the raw probability and ``DETECTIONS_PER_IMG``).
+            rgb: numpy arrays are RGB (default BGR).
+            spans, phrases: the caption's phrases (grounding only).
+
+        Returns:
+            A :class:`Detections` per image (a single one when a single image was given), scores sorted in
+            decreasing order.
+        """
+        single = isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, Sequence)
+        image_list = [images] if single else list(images)
+        if not image_list:
+            raise ValueError("no image given")
+        prompt_list = self._prompts(prompts, spans, phrases)
+        tensors, sizes, sources = self._prepare(image_list, rgb)
+        results: List[Detections] = []
+        for start in range(0, len(tensors), self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            batch = self._batch(tensors[chunk])
+            per_prompt = [self._forward(batch, prompt) for prompt in prompt_list]
+            for offset, (size, source) in enumerate(zip(sizes[chunk], sources[chunk])):
+                parts = [outputs[offset] for outputs in per_prompt]
+                results.append(self._to_detections(parts, prompt_list, size, source, threshold))
+        return results[0] if single else results
+
+    @staticmethod
+    def _to_detections(parts: Sequence[BoxList], prompts: Sequence[Prompt], size: Tuple[int, int], source: str,
+                       threshold: Optional[float]) -> Detections:
+        boxes, scores, labels, names = [], [], [], []
+        for boxlist, prompt in zip(parts, prompts):
+            boxlist = boxlist.resize(size).convert("xyxy")
+            boxes.append(boxlist.bbox.float())
+            scores.append(boxlist.get_field("scores").float())
+            part_labels = boxlist.get_field("labels").long()
+            labels.append(part_labels)
+            names.extend(prompt.names.get(int(label), str(int(label))) for label in part_labels.tolist())
+        box_t = torch.cat(boxes) if boxes else torch.zeros((0, 4))
+        score_t = torch.cat(scores) if scores else torch.zeros((0,))
+        label_t = torch.cat(labels) if labels else torch.zeros((0,), dtype=torch.int64)
+        keep = torch.argsort(score_t, descending=True, stable=True)
+        if threshold is not None:
+            keep = keep[score_t[keep] >= threshold]
+        keep_list = keep.tolist()
+        return Detections(box_t[keep], score_t[keep], label_t[keep], [names[i] for i in keep_list],
+                          (int(size[0]), int(size[1])), source)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------------------------------
+
+#: Distinct, saturated RGB colours; label k (1-based) always gets ``_PALETTE[(k - 1) % len(_PALETTE)]``.
+_PALETTE = (
+    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+    (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40),
+    (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128),
+)
+
+
+def color_for_label(label: int) -> Tuple[int, int, int]:
+    """The RGB colour of a class / phrase label (the same in every image)."""
+    return _PALETTE[(int(label) - 1) % len(_PALETTE)]
+
+
+def draw_detections(image, detections: Detections, line_width: int = 2, rgb: bool = False):
+    """Draws boxes and "name score" labels on a copy of ``image``.
+
+    Boxes are drawn from the lowest to the highest score (the best box ends on top), with the outline on
+    the box's pixels ``x1..x2`` / ``y1..y2`` (rounded); each label sits on a filled tag in the box colour
+    just above the box (inside it when there is no room).
+
+    Args:
+        image: what :func:`load_image` accepts (BGR arrays as there).
+        detections: the image's :class:`Detections`.
+        line_width: outline width in pixels.
+        rgb: a numpy ``image`` is RGB (default BGR).
+
+    Returns:
+        ``PIL.Image`` (RGB).
+    """
+    from PIL import ImageDraw, ImageFont
+
+    canvas = load_image(image, rgb=rgb)[0]  # always a new RGB image
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    order = torch.argsort(detections.scores, stable=True).tolist()  # ascending: best drawn last
+    for index in order:
+        x1, y1, x2, y2 = [int(round(v)) for v in detections.boxes[index].tolist()]
+        label = int(detections.labels[index])
+        color = color_for_label(label)
+        draw.rectangle([x1, y1, x2, y2], outline=color, width=line_width)
+        text = f"{detections.names[index]} {float(detections.scores[index]):.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tag_h, tag_w = bottom - top + 2, right - left + 4
+        tag_y = y1 - tag_h if y1 - tag_h >= 0 else y1 + line_width
+        tag_x = x1 + line_width
+        draw.rectangle([tag_x, tag_y, tag_x + tag_w, tag_y + tag_h - 1], fill=color)
+        brightness = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+        draw.text((tag_x + 2, tag_y + 1 - top), text, fill=(0, 0, 0) if brightness > 128 else (255, 255, 255),
+                  font=font)
+    return canvas

@@ -1,0 +1,194 @@
+"""The Predictor API on the tiny model: batching, coordinates, chunking, prompts, inputs, errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn_benchmark.engine.predictor import (
+    Detections,
+    Predictor,
+    color_for_label,
+    draw_detections,
+    load_image,
+    split_caption_into_phrases,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "tiny" / "fiber_tiny.yaml"
+CLASSES = ["red square", "blue circle", "green triangle"]
+
+
+def tiny_cfg(tokenizer_dir, *opts):
+    from maskrcnn_benchmark.engine.defaults import load_config
+
+    if not TINY.is_file():
+        pytest.skip(f"{TINY} is absent")
+    # A random-initialised model scores every token near the 0.01 prior: INFERENCE_TH 0 keeps candidates.
+    return load_config(str(TINY), ["MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", str(tokenizer_dir),
+                                   "MODEL.ATSS.INFERENCE_TH", "0.0", *opts])
+
+
+@pytest.fixture(scope="module")
+def predictor(bpe_tokenizer_dir):
+    torch.manual_seed(0)
+    return Predictor(tiny_cfg(bpe_tokenizer_dir), device="cpu", batch_size=4)
+
+
+def scene(seed, size):
+    from maskrcnn_benchmark.data.synthetic import SHAPE_CLASSES, draw_scene
+
+    image, _ = draw_scene(np.random.default_rng(seed), SHAPE_CLASSES[:3], 3, size=size)
+    return image
+
+
+SIZES = [(160, 128), (128, 100), (200, 140)]  # (width, height): three different padded sizes
+
+
+def _assert_same(a: Detections, b: Detections, atol=1e-4):
+    assert len(a) == len(b) > 0
+    torch.testing.assert_close(a.scores, b.scores, rtol=0, atol=atol)
+    torch.testing.assert_close(a.boxes, b.boxes, rtol=0, atol=atol * 100)
+    assert torch.equal(a.labels, b.labels) and a.names == b.names
+
+
+def test_batch_of_three_sizes_equals_one_by_one_canvas(predictor):
+    images = [scene(i, size) for i, size in enumerate(SIZES)]
+    canvas = Predictor(predictor.cfg, model=predictor.model, device="cpu", pad_mode="canvas", batch_size=3)
+    batched = canvas.predict(images, CLASSES)
+    for image, got in zip(images, batched):
+        _assert_same(got, canvas.predict(image, CLASSES))
+
+
+def test_batch_mode_same_size_exact_and_mixed_sizes_close(predictor):
+    same = [scene(10 + i, (160, 128)) for i in range(3)]
+    for image, got in zip(same, predictor.predict(same, CLASSES)):
+        _assert_same(got, predictor.predict(image, CLASSES))
+    # Mixed sizes share the batch's padding: scores move a little (no padding mask in FIBER), not a lot.
+    mixed = [scene(i, size) for i, size in enumerate(SIZES)]
+    for image, got in zip(mixed, predictor.predict(mixed, CLASSES)):
+        alone = predictor.predict(image, CLASSES)
+        torch.testing.assert_close(got.scores[:20], alone.scores[:20], rtol=0, atol=5e-3)
+
+
+def test_boxes_map_back_to_original_coordinates(predictor):
+    big = scene(3, (320, 256))
+    small = big.resize((160, 128), Image.BILINEAR)  # what the test transform (MIN_SIZE_TEST 128) does to `big`
+    assert torch.equal(predictor.transforms(big, None)[0], predictor.transforms(small, None)[0])
+    det_big, det_small = predictor.predict([big, small], CLASSES)
+    assert det_big.image_size == (320, 256) and det_small.image_size == (160, 128)
+    assert len(det_big) == len(det_small) > 10
+    torch.testing.assert_close(det_big.scores, det_small.scores, rtol=0, atol=1e-6)
+    torch.testing.assert_close(det_big.boxes, det_small.boxes * 2, rtol=0, atol=1e-3)
+    assert det_big.boxes[:, 2].max() > 160 or det_big.boxes[:, 3].max() > 128  # really in the big frame
+    assert (det_big.boxes[:, 0] >= 0).all() and (det_big.boxes[:, 2] <= 320).all()
+
+
+def test_long_class_list_is_chunked_and_every_class_can_appear(bpe_tokenizer_dir):
+    names = [f"shape number {i} of the long list" for i in range(40)]  # ~9 tokens each, MAX_QUERY_LEN 128
+    cfg = tiny_cfg(bpe_tokenizer_dir, "MODEL.ATSS.DETECTIONS_PER_IMG", "2000", "MODEL.ATSS.PRE_NMS_TOP_N", "2000")
+    torch.manual_seed(0)
+    pred = Predictor(cfg, device="cpu")
+    prompts = pred.detection_prompts(names)
+    assert len(prompts) > 1
+    assert sorted(label for p in prompts for label in p.token_map) == list(range(1, 41))
+    dets = pred.predict(scene(5, (128, 128)), names)
+    assert set(dets.labels.tolist()) == set(range(1, 41))
+    for label, name in zip(dets.labels.tolist(), dets.names):
+        assert name == names[label - 1]
+    assert (dets.scores[:-1] >= dets.scores[1:]).all()
+
+
+def test_grounding_prompts(predictor):
+    caption = "a red square. the blue circle, and a green triangle"
+    assert [caption[a:b] for a, b in split_caption_into_phrases(caption)] == [
+        "a red square", "the blue circle", "and a green triangle"]
+    prompt = predictor.grounding_prompt(caption)
+    assert prompt.names == {1: "a red square", 2: "the blue circle", 3: "and a green triangle"}
+    by_phrase = predictor.grounding_prompt(caption, phrases=["red square", "blue circle"])
+    assert by_phrase.names == {1: "red square", 2: "blue circle"}
+    by_span = predictor.grounding_prompt(caption, spans=[(2, 12), [(18, 29)]])
+    assert by_span.names == {1: "red square", 2: "blue circle"}
+    assert by_span.token_map == by_phrase.token_map
+    dets = predictor.predict(scene(1, (160, 128)), caption, phrases=["red square", "blue circle"], threshold=0.0)
+    assert len(dets) > 0 and set(dets.names) <= {"red square", "blue circle"}
+
+
+def test_input_types_give_the_same_result(predictor, tmp_path):
+    image = scene(7, (150, 120))
+    path = tmp_path / "x.png"
+    image.save(path)
+    rgb = np.asarray(image)
+    from_path = predictor.predict(str(path), CLASSES)
+    _assert_same(predictor.predict(image, CLASSES), from_path, atol=1e-6)
+    _assert_same(predictor.predict(rgb[:, :, ::-1].copy(), CLASSES), from_path, atol=1e-6)  # BGR default
+    _assert_same(predictor.predict(rgb, CLASSES, rgb=True), from_path, atol=1e-6)
+    assert from_path.source == str(path)
+
+
+def test_threshold_and_conversions(predictor):
+    dets = predictor.predict(scene(2, (160, 128)), CLASSES)
+    cut = float(dets.scores[4])
+    kept = predictor.predict(scene(2, (160, 128)), CLASSES, threshold=cut)
+    assert len(kept) >= 5 and (kept.scores >= cut).all() and len(kept) < len(dets)
+    boxlist = kept.to_boxlist()
+    assert boxlist.size == (160, 128) and torch.equal(boxlist.get_field("labels"), kept.labels)
+    records = kept.to_coco_json(image_id=42, category_ids={1: 11, 2: 12, 3: 13})
+    x1, y1, x2, y2 = kept.boxes[0].tolist()
+    assert records[0]["image_id"] == 42 and records[0]["category_id"] == 10 + int(kept.labels[0])
+    assert records[0]["bbox"] == pytest.approx([x1, y1, x2 - x1 + 1, y2 - y1 + 1], abs=1e-3)
+    as_dict = kept.to_dict()
+    assert as_dict["width"] == 160 and len(as_dict["detections"]) == len(kept)
+
+
+def test_drawing_uses_class_colours(predictor):
+    image = Image.new("RGB", (160, 128), (128, 128, 128))
+    dets = Detections(torch.tensor([[20.0, 40.0, 90.0, 100.0]]), torch.tensor([0.9]), torch.tensor([2]),
+                      ["blue circle"], (160, 128))
+    drawn = np.asarray(draw_detections(image, dets))
+    color = np.array(color_for_label(2))
+    assert (drawn[70, 20] == color).all() and (drawn[100, 50] == color).all() and (drawn[70, 90] == color).all()
+    assert (drawn[70, 50] == 128).all()  # inside untouched
+    assert color_for_label(2) != color_for_label(3) and color_for_label(2) == color_for_label(2 + 18)
+
+
+def test_bad_inputs(predictor, tmp_path, bpe_tokenizer_dir):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="notes.png"):
+        predictor.predict(str(bad), CLASSES)
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        predictor.predict(str(tmp_path / "missing.jpg"), CLASSES)
+    image = scene(0, (128, 128))
+    with pytest.raises(ValueError, match="empty"):
+        predictor.predict(image, [])
+    with pytest.raises(ValueError, match="empty"):
+        predictor.predict(image, ["red square", "  "])
+    with pytest.raises(ValueError, match="empty"):
+        predictor.predict(image, "   ")
+    with pytest.raises(ValueError, match="does not occur"):
+        predictor.predict(image, "a red square", phrases=["blue"])
+    with pytest.raises(ValueError, match="uint8"):
+        load_image(np.zeros((8, 8, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="unsupported image type"):
+        load_image(12)
+
+
+def test_weights_round_trip_and_other_config_rejected(predictor, tmp_path, bpe_tokenizer_dir):
+    from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
+
+    path = DetectronCheckpointer(None, predictor.model, save_dir=str(tmp_path)).save("model_final")
+    torch.manual_seed(123)
+    reloaded = Predictor(predictor.cfg, weight=path, device="cpu")
+    image = scene(4, (160, 128))
+    _assert_same(reloaded.predict(image, CLASSES), predictor.predict(image, CLASSES), atol=1e-6)
+    # A checkpoint of another config: a clear error naming the file and the mismatch.
+    other = tiny_cfg(bpe_tokenizer_dir, "MODEL.DYHEAD.CHANNELS", "16", "MODEL.GROUP_NORM.NUM_GROUPS", "4")
+    from maskrcnn_benchmark.modeling.detector import build_detection_model
+
+    other_path = DetectronCheckpointer(None, build_detection_model(other), save_dir=str(tmp_path / "o")).save("m")
+    with pytest.raises(ValueError, match="does not fit this config") as info:
+        Predictor(predictor.cfg, weight=other_path, device="cpu")
+    assert other_path in str(info.value) and "differ in shape" in str(info.value)

@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Run a FIBER model on your images; write annotated PNGs and a detections JSON.
+
+    # detection: class names (comma-separated, or @file with one name per line)
+    python tools/demo.py --config-file configs/e2e_dyhead_SwinT_B_FPN_coco_finetuning_fusion_backbone.yaml \
+        --weight MODEL/fiber_coco.pth --input street.jpg photos/ --output demo_out \
+        --classes "person,bicycle,car" --threshold 0.5
+
+    # grounding: a caption; phrases are the pieces between "." "," ";" unless given with --phrases
+    python tools/demo.py --config-file configs/refcoco.yaml --weight MODEL/fiber_refcoco.pth \
+        --input img.jpg --output out --caption "the man on the left. a red umbrella"
+
+Writes ``<output>/<image name>.png`` (boxes in a fixed colour per class, "name score" tags) and
+``<output>/detections.json``: ``{"config", "weight", "prompt", "threshold", "images": [{"source", "output",
+"width", "height", "detections": [{"box": [x1, y1, x2, y2], "score", "label", "name"}]}]}`` with boxes in
+original image pixels. Trailing ``KEY VALUE`` pairs override the config.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
+    UserInputError,
+    add_common_arguments,
+    load_config,
+    run_tool,
+)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+logger = logging.getLogger("demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="FIBER demo: detections on your images")
+    parser.add_argument("--weight", default=None, metavar="FILE", help="checkpoint (default MODEL.WEIGHT)")
+    parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders of images")
+    parser.add_argument("--output", required=True, help="folder for the annotated PNGs and detections.json")
+    parser.add_argument("--threshold", type=float, default=0.5, help="minimum score of a drawn detection")
+    prompt = parser.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--classes", help="comma-separated class names, or @FILE with one name per line")
+    prompt.add_argument("--caption", help="a caption to ground")
+    parser.add_argument("--phrases", default=None,
+                        help="'|'-separated phrases of --caption (default: split at . , ;)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=4, help="images per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default MODEL.DEVICE)")
+    return add_common_arguments(parser)
+
+
+def collect_images(inputs):
+    """Files as given, folders expanded to their image files (sorted); missing paths are an error."""
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, name) for name in os.listdir(item)
+                           if name.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise UserInputError(f"--input folder {item} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+            files.extend(found)
+        elif os.path.isfile(item):
+            files.append(item)
+        elif item[:1].isupper() and "." in item and not os.path.splitext(item)[1].lower() in IMAGE_EXTENSIONS:
+            raise UserInputError(f"--input {item} looks like a config key: give KEY VALUE overrides after the "
+                                 f"other flags (e.g. ... --input img.jpg --output DIR {item} VALUE)")
+        else:
+            raise FileNotFoundError(f"--input {item} does not exist")
+    return files
+
+
+def parse_classes(spec: str):
+    if spec.startswith("@"):
+        with open(spec[1:], encoding="utf-8") as handle:
+            names = [line.strip() for line in handle]
+    else:
+        names = [name.strip() for name in spec.split(",")]
+    names = [name for name in names if name]
+    if not names:
+        raise UserInputError("--classes holds no class name")
+    return names
+
+
+def _output_names(files):
+    """One PNG name per input; clashes (same stem in two folders) get a numeric suffix."""
+    names, used = [], set()
+    for path in files:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name, k = f"{stem}.png", 1
+        while name in used:
+            name, k = f"{stem}_{k}.png", k + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def main(args) -> int:
+    from maskrcnn_benchmark.engine.predictor import Predictor, draw_detections
+    from maskrcnn_benchmark.utils.checkpoint import atomic_write_text
+    from maskrcnn_benchmark.utils.logger import setup_logger
+
+    setup_logger("maskrcnn_benchmark")
+    setup_logger("demo")
+    cfg = load_config(args.config_file, args.opts)
+    weight = args.weight or cfg.MODEL.WEIGHT or None
+    if weight is None:
+        logger.warning("no --weight and no MODEL.WEIGHT: the model has random weights")
+    files = collect_images(args.input)
+    predictor = Predictor(cfg, weight=weight, device=args.device, batch_size=args.batch_size)
+    if args.caption is not None:
+        phrases = [p for p in args.phrases.split("|")] if args.phrases else None
+        prompt = predictor.grounding_prompt(args.caption, phrases=phrases)
+        prompt_info = {"caption": args.caption, "phrases": [prompt.names[k] for k in sorted(prompt.names)]}
+    else:
+        if args.phrases:
+            raise UserInputError("--phrases goes with --caption")
+        classes = parse_classes(args.classes)
+        prompt = classes
+        prompt_info = {"classes": classes}
+    results = predictor.predict(files, prompt, threshold=args.threshold)
+    os.makedirs(args.output, exist_ok=True)
+    records = []
+    for path, name, detections in zip(files, _output_names(files), results):
+        out_path = os.path.join(args.output, name)
+        draw_detections(path, detections).save(out_path)
+        record = detections.to_dict()
+        record["output"] = out_path
+        records.append(record)
+        logger.info("%s: %d detections -> %s", path, len(detections), out_path)
+    summary = {"config": args.config_file, "weight": weight, "prompt": prompt_info, "threshold": args.threshold,
+               "images": records}
+    atomic_write_text(json.dumps(summary, indent=1), os.path.join(args.output, "detections.json"))
+    logger.info("wrote %d images and %s", len(records), os.path.join(args.output, "detections.json"))
+    return 0
+
+
+if __name__ == "__main__":
+    run_tool(lambda: main(build_parser().parse_args()))
