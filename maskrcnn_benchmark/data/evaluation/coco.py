@@ -137,23 +137,29 @@ def _check_records(predictions: Sequence[Dict[str, Any]], gt_dict: Dict[str, Any
 
 def run_cocoeval(
     gt_dict: Dict[str, Any],
-    predictions: Sequence[Dict[str, Any]],
+    predictions: Union[Sequence[Dict[str, Any]], np.ndarray],
     backend: str = "pycocotools",
     img_ids: Optional[Sequence[int]] = None,
     max_dets: Sequence[int] = (1, 10, 100),
     lvis_style: bool = False,
 ):
-    """Run COCOeval (evaluate + accumulate) and return the evaluator object (``.eval`` holds the arrays)."""
+    """Run COCOeval (evaluate + accumulate) and return the evaluator object (``.eval`` holds the arrays).
+
+    ``predictions`` are result records or a float array [N, 7] of (image_id, x, y, w, h, score, category_id).
+    """
     coco_cls, eval_cls, kwargs = _coco_api(backend)
     gt_api = _build_coco(coco_cls, copy.deepcopy(gt_dict) if lvis_style else gt_dict)
-    records = [dict(record, bbox=list(record["bbox"])) for record in predictions]
+    if isinstance(predictions, np.ndarray):
+        records = predictions if len(predictions) else []
+    else:
+        records = [dict(record, bbox=list(record["bbox"])) for record in predictions]
     dt_dataset = {
         "images": gt_dict.get("images", []),
         "categories": copy.deepcopy(gt_dict.get("categories", [])),
         "annotations": [],
     }
     with contextlib.redirect_stdout(io.StringIO()) as captured:
-        dt_api = gt_api.loadRes(records) if records else _build_coco(coco_cls, dt_dataset)
+        dt_api = gt_api.loadRes(records) if len(records) else _build_coco(coco_cls, dt_dataset)
         if lvis_style:
             kwargs = dict(kwargs, lvis_style=True)
         evaluator = eval_cls(gt_api, dt_api, "bbox", **kwargs)

@@ -25,13 +25,15 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 import numpy as np
 
 from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
-from .coco import _load_gt_dict, _mean_valid, coco_records_from_arrays, run_cocoeval
+from .coco import _load_gt_dict, _mean_valid, run_cocoeval
 
 __all__ = [
     "LVIS_METRIC_NAMES",
     "numpy_float_alias",
     "evaluate_lvis",
     "keep_topk_per_category",
+    "records_to_rows",
+    "rows_to_records",
     "LvisEvaluator",
 ]
 
@@ -59,21 +61,47 @@ def numpy_float_alias() -> Iterator[None]:
             del np.float  # type: ignore[attr-defined]
 
 
+def records_to_rows(records: Sequence[Dict[str, Any]]) -> np.ndarray:
+    """Result records -> float64 [N, 7] rows (image_id, x, y, w, h, score, category_id)."""
+    rows = np.zeros((len(records), 7), dtype=np.float64)
+    for i, record in enumerate(records):
+        rows[i, 0] = record["image_id"]
+        rows[i, 1:5] = record["bbox"]
+        rows[i, 5] = record["score"]
+        rows[i, 6] = record["category_id"]
+    return rows
+
+
+def rows_to_records(rows: np.ndarray) -> List[Dict[str, Any]]:
+    """Inverse of :func:`records_to_rows`."""
+    return [
+        {"image_id": int(row[0]), "category_id": int(row[6]), "bbox": [float(v) for v in row[1:5]],
+         "score": float(row[5])}
+        for row in rows
+    ]
+
+
+def _top_rows(rows: np.ndarray, column: int, limit: int) -> np.ndarray:
+    """For every distinct value of ``rows[:, column]``, its ``limit`` highest-scoring rows.
+
+    Rows are grouped by that value (ascending) and, inside a group, ordered by decreasing score (stable).
+    """
+    if len(rows) == 0:
+        return rows.reshape(0, 7)
+    order = np.lexsort((-rows[:, 5], rows[:, column]))  # by group, then score descending, stable
+    rows = rows[order]
+    group = rows[:, column]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    return rows[rank < limit]
+
+
 def keep_topk_per_category(records: Sequence[Dict[str, Any]], topk: int) -> List[Dict[str, Any]]:
-    """Keep, for every category, its ``topk`` highest-scoring records (stable for equal scores)."""
-    by_category: Dict[int, List[Dict[str, Any]]] = {}
-    for record in records:
-        by_category.setdefault(record["category_id"], []).append(record)
-    kept = []
-    for category_id in sorted(by_category):
-        bucket = by_category[category_id]
-        if len(bucket) > topk:
-            bucket = sorted(bucket, key=lambda r: -r["score"])[:topk]
-        kept.extend(bucket)
-    return kept
+    """Keep, for every category, its ``topk`` highest-scoring records (ties keep their input order)."""
+    return rows_to_records(_top_rows(records_to_rows(records), 6, topk))
 
 
-def _lvis_backend(gt_dict, predictions, max_dets: int) -> Dict[str, Optional[float]]:
+def _lvis_backend(gt_dict, rows: np.ndarray, max_dets: int) -> Dict[str, Optional[float]]:
     try:
         from lvis import LVIS, LVISEval, LVISResults
     except ImportError as error:
@@ -90,7 +118,8 @@ def _lvis_backend(gt_dict, predictions, max_dets: int) -> Dict[str, Optional[flo
     try:
         with warnings.catch_warnings():  # ... through the deprecated Logger.warn
             warnings.simplefilter("ignore", DeprecationWarning)
-            results = LVISResults(gt_api, [dict(r, bbox=list(r["bbox"])) for r in predictions], max_dets=max_dets)
+            # the per-image cap (standard protocol) was applied by the caller, so LVISResults caps nothing
+            results = LVISResults(gt_api, rows_to_records(rows), max_dets=-1)
     finally:
         results_logger.setLevel(level)
     lvis_eval = LVISEval(gt_api, results, iou_type="bbox")
@@ -104,10 +133,9 @@ def _lvis_backend(gt_dict, predictions, max_dets: int) -> Dict[str, Optional[flo
     return metrics
 
 
-def _faster_backend(gt_dict, predictions, max_dets: int) -> Dict[str, Optional[float]]:
-    # "no cap" is expressed as a cap larger than any image's detection count
-    cap = max_dets if max_dets > 0 else max(len(predictions), 1)
-    evaluator = run_cocoeval(gt_dict, predictions, backend="faster", max_dets=(cap,), lvis_style=True)
+def _faster_backend(gt_dict, rows: np.ndarray) -> Dict[str, Optional[float]]:
+    # the per-image cap (if any) is already applied; "no cap" is a cap larger than any image's count
+    evaluator = run_cocoeval(gt_dict, rows, backend="faster", max_dets=(max(len(rows), 1),), lvis_style=True)
     precision = np.asarray(evaluator.eval["precision"])[..., 0, -1]  # [T, R, K] at area "all"
     params = evaluator.params
     area = {label: i for i, label in enumerate(params.areaRngLbl)}
@@ -139,7 +167,7 @@ def _check_lvis_gt(gt_dict: Dict[str, Any], source: str) -> None:
 
 def evaluate_lvis(
     gt: Union[str, Dict[str, Any], Any],
-    predictions: Union[str, Sequence[Dict[str, Any]]],
+    predictions: Union[str, Sequence[Dict[str, Any]], np.ndarray],
     backend: str = "lvis",
     fixed_ap: bool = True,
     topk: int = FIXED_AP_TOPK,
@@ -148,7 +176,8 @@ def evaluate_lvis(
 
     Args:
         gt: LVIS v1 json path (or its dict / an LVIS api object).
-        predictions: records ``{"image_id", "category_id", "bbox" (xywh, no +1), "score"}`` or a json path.
+        predictions: records ``{"image_id", "category_id", "bbox" (xywh, no +1), "score"}``, a json path to
+            them, or a float array [N, 7] of (image_id, x, y, w, h, score, category_id).
         backend: "lvis" (the lvis package, reference) or "faster" (faster-coco-eval LVIS mode).
         fixed_ap: Fixed AP (top ``topk`` per category, no per-image cap) if True, else the standard protocol
             (top 300 per image).
@@ -157,48 +186,40 @@ def evaluate_lvis(
     Returns:
         dict of LVIS_METRIC_NAMES (percent; None where undefined) plus "num_predictions", "backend", "protocol".
     """
+    if backend not in ("lvis", "faster"):
+        raise ValueError(f"unknown LVIS evaluation backend {backend!r}; choose 'lvis' or 'faster'")
     gt_dict = _load_gt_dict(gt)
-    source = gt if isinstance(gt, str) else "ground truth"
-    _check_lvis_gt(gt_dict, source)
+    _check_lvis_gt(gt_dict, gt if isinstance(gt, str) else "ground truth")
     pred_source = predictions if isinstance(predictions, str) else "predictions"
     if isinstance(predictions, str):
         predictions = read_json(predictions)
-    if not isinstance(predictions, list):
+    if isinstance(predictions, np.ndarray):
+        rows = np.asarray(predictions, dtype=np.float64).reshape(-1, 7)
+    elif isinstance(predictions, list):
+        rows = records_to_rows(predictions)
+    else:
         raise ValueError(f"{pred_source}: expected a list of result records, got {type(predictions).__name__}")
-    image_ids = {image["id"] for image in gt_dict["images"]}
-    unknown = [r["image_id"] for r in predictions if r["image_id"] not in image_ids]
-    if unknown:
-        raise ValueError(f"{pred_source}: {len(unknown)} predictions have image ids not in the ground truth, e.g. {unknown[0]}")
+    unknown = ~np.isin(rows[:, 0], [image["id"] for image in gt_dict["images"]])
+    if unknown.any():
+        raise ValueError(f"{pred_source}: {int(unknown.sum())} predictions have image ids not in the ground truth, "
+                         f"e.g. {int(rows[unknown][0, 0])}")
     if fixed_ap:
-        predictions = keep_topk_per_category(predictions, topk)
+        rows = _top_rows(rows, 6, topk)
         max_dets = -1
     else:
+        rows = _top_rows(rows, 0, NORMAL_AP_MAX_DETS)
         max_dets = NORMAL_AP_MAX_DETS
-    if not predictions:
+    if len(rows) == 0:
         logger.warning("%s: no predictions; every LVIS metric is 0", pred_source)
         metrics: Dict[str, Any] = {name: 0.0 for name in LVIS_METRIC_NAMES}
     elif backend == "lvis":
-        metrics = _lvis_backend(copy.deepcopy(gt_dict), predictions, max_dets)
-    elif backend == "faster":
-        if max_dets > 0:
-            predictions = _cap_per_image(predictions, max_dets)
-        metrics = _faster_backend(gt_dict, predictions, -1)
+        metrics = _lvis_backend(copy.deepcopy(gt_dict), rows, max_dets)
     else:
-        raise ValueError(f"unknown LVIS evaluation backend {backend!r}; choose 'lvis' or 'faster'")
-    metrics["num_predictions"] = len(predictions)
+        metrics = _faster_backend(gt_dict, rows)
+    metrics["num_predictions"] = int(len(rows))
     metrics["backend"] = backend
     metrics["protocol"] = f"fixed_ap_top{topk}_per_category" if fixed_ap else f"top{NORMAL_AP_MAX_DETS}_per_image"
     return metrics
-
-
-def _cap_per_image(records: Sequence[Dict[str, Any]], max_dets: int) -> List[Dict[str, Any]]:
-    by_image: Dict[int, List[Dict[str, Any]]] = {}
-    for record in records:
-        by_image.setdefault(record["image_id"], []).append(record)
-    kept = []
-    for bucket in by_image.values():
-        kept.extend(sorted(bucket, key=lambda r: -r["score"])[:max_dets] if len(bucket) > max_dets else bucket)
-    return kept
 
 
 class LvisEvaluator(DatasetEvaluator):
@@ -240,46 +261,53 @@ class LvisEvaluator(DatasetEvaluator):
             raise TypeError(f"{type(dataset).__name__} exposes none of .lvis, .coco, .ann_file")
         return cls(gt, image_info_getter(dataset), output_dir=output_dir, **kwargs)
 
-    def _empty_state(self) -> Dict[int, List[Dict[str, Any]]]:
-        return {}
+    def _empty_state(self) -> Dict[int, List[np.ndarray]]:
+        return {}  # category id -> list of float64 [n, 7] row blocks
 
     def _add(self, info, boxes, scores, labels) -> None:
-        records = coco_records_from_arrays(info["id"], boxes, scores, labels, None, plus_one=False)
-        self.update_records(records)
+        rows = np.zeros((len(boxes), 7), dtype=np.float64)
+        rows[:, 0] = int(info["id"])
+        rows[:, 1:3] = boxes[:, :2]
+        rows[:, 3:5] = boxes[:, 2:] - boxes[:, :2]  # xywh WITHOUT +1 (MDETR's LVIS conversion)
+        rows[:, 5] = scores
+        rows[:, 6] = labels
+        self._add_rows(rows)
 
     def update_records(self, records: Sequence[Dict[str, Any]]) -> None:
         """Add ready-made LVIS result records (xywh without +1, original pixels)."""
-        touched = set()
-        for record in records:
-            self._state.setdefault(record["category_id"], []).append(dict(record))
-            touched.add(record["category_id"])
-        if self.fixed_ap:
-            for category_id in touched:
-                bucket = self._state[category_id]
-                if len(bucket) > 2 * self.topk:  # amortised trimming
-                    self._state[category_id] = sorted(bucket, key=lambda r: -r["score"])[: self.topk]
+        self._add_rows(records_to_rows(records))
 
-    def _merge(self, states: List[Dict[int, List[Dict[str, Any]]]]) -> Dict[int, List[Dict[str, Any]]]:
-        merged: Dict[int, List[Dict[str, Any]]] = {}
+    def _add_rows(self, rows: np.ndarray) -> None:
+        for category_id in np.unique(rows[:, 6]).astype(np.int64).tolist():
+            blocks = self._state.setdefault(category_id, [])
+            blocks.append(rows[rows[:, 6] == category_id])
+            if self.fixed_ap and sum(len(b) for b in blocks) > 2 * self.topk:  # amortised trimming
+                self._state[category_id] = [_top_rows(np.concatenate(blocks), 6, self.topk)]
+
+    def _merge(self, states: List[Dict[int, List[np.ndarray]]]) -> Dict[int, List[np.ndarray]]:
+        merged: Dict[int, List[np.ndarray]] = {}
         for state in states:
-            for category_id, bucket in state.items():
-                merged.setdefault(category_id, []).extend(bucket)
+            for category_id, blocks in state.items():
+                merged.setdefault(category_id, []).extend(blocks)
         if self.fixed_ap:
-            for category_id, bucket in merged.items():
-                if len(bucket) > self.topk:
-                    merged[category_id] = sorted(bucket, key=lambda r: -r["score"])[: self.topk]
+            merged = {c: [_top_rows(np.concatenate(blocks), 6, self.topk)] for c, blocks in merged.items()}
         return merged
 
+    def rows(self) -> np.ndarray:
+        """All kept predictions as [N, 7] rows (after the per-category top-k in Fixed AP mode)."""
+        blocks = [block for category_id in sorted(self._state) for block in self._state[category_id]]
+        rows = np.concatenate(blocks) if blocks else np.zeros((0, 7))
+        return _top_rows(rows, 6, self.topk) if self.fixed_ap else rows
+
     def records(self) -> List[Dict[str, Any]]:
-        """All kept records (after the per-category top-k in Fixed AP mode)."""
-        flat = [record for category_id in sorted(self._state) for record in self._state[category_id]]
-        return keep_topk_per_category(flat, self.topk) if self.fixed_ap else flat
+        """All kept predictions as LVIS result records."""
+        return rows_to_records(self.rows())
 
     def _predictions_json(self) -> List[Dict[str, Any]]:
         return self.records()
 
     def _score(self) -> Dict[str, Any]:
-        metrics = evaluate_lvis(self.gt_dict, self.records(), backend=self.backend, fixed_ap=self.fixed_ap,
+        metrics = evaluate_lvis(self.gt_dict, self.rows(), backend=self.backend, fixed_ap=self.fixed_ap,
                                 topk=self.topk)
         logger.info("LVIS %s: AP %s APr %s APc %s APf %s", metrics["protocol"], metrics["AP"], metrics["APr"],
                     metrics["APc"], metrics["APf"])
