@@ -254,11 +254,14 @@ def make_data_loader(
     world, this_rank = _world() if is_distributed else (1, 0)
     world = num_replicas if num_replicas is not None else world
     this_rank = rank if rank is not None else this_rank
+    if is_train:
+        per_gpu = _per_process(int(cfg.SOLVER.IMS_PER_BATCH), world, "SOLVER.IMS_PER_BATCH")
+    else:
+        per_gpu = _per_process(int(cfg.TEST.IMS_PER_BATCH), world, "TEST.IMS_PER_BATCH")
     datasets = build_datasets(cfg, is_train)
     collator = BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY)
     num_workers = int(cfg.DATALOADER.NUM_WORKERS)
     if not is_train:
-        per_gpu = _per_process(int(cfg.TEST.IMS_PER_BATCH), world, "TEST.IMS_PER_BATCH")
         loaders = []
         for dataset in datasets:
             sampler = (DistributedSampler(dataset, world, this_rank, shuffle=False) if world > 1
@@ -269,7 +272,6 @@ def make_data_loader(
         return loaders
 
     dataset = datasets[0]
-    per_gpu = _per_process(int(cfg.SOLVER.IMS_PER_BATCH), world, "SOLVER.IMS_PER_BATCH")
     max_iter = compute_max_iter(cfg, len(dataset))
     if cfg.SOLVER.MAX_EPOCH > 0:
         _write_derived(cfg, max_iter, len(dataset))

@@ -361,13 +361,15 @@ def _fit_by_budget(
         if plan.num_tokens <= max_tokens:
             current = candidate
             continue
-        if not current:
+        if current:
+            groups.append(current)
+            plan = _make_plan([entry], tokenizer, separation_tokens, caption_prefix, extra_text, 0)
+        if plan.num_tokens > max_tokens:
             raise ValueError(
                 f"class {entry.label} ({entry.prefix + entry.name + entry.suffix!r}) alone needs "
                 f"{plan.num_tokens} tokens, more than MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN={max_tokens}; "
                 "shorten its name or CAPTION_PROMPT entry"
             )
-        groups.append(current)
         current = [entry]
     if current:
         groups.append(current)

@@ -1,0 +1,144 @@
+"""make_data_loader on the synthetic copies through the real paths catalog and task configs."""
+
+import os
+
+import pytest
+import torch
+
+from maskrcnn_benchmark.config import cfg as base_cfg
+from maskrcnn_benchmark.data.build import build_dataset, compute_max_iter, make_data_loader
+from maskrcnn_benchmark.structures.image_list import ImageList
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def data_cfg(synthetic_root, bpe_tokenizer_dir, monkeypatch):
+    root, _ = synthetic_root
+    monkeypatch.setenv("DATASET", root)
+    cfg = base_cfg.clone()
+    cfg.merge_from_list([
+        "MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir,
+        "INPUT.MIN_SIZE_TRAIN", 64, "INPUT.MAX_SIZE_TRAIN", 100, "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 100,
+        "DATALOADER.NUM_WORKERS", 0, "DATALOADER.SIZE_DIVISIBILITY", 32, "DATASETS.SEPARATION_TOKENS", ". ",
+        "SOLVER.IMS_PER_BATCH", 2, "SOLVER.MAX_ITER", 4, "TEST.IMS_PER_BATCH", 4,
+    ])
+    return cfg
+
+
+def test_pretraining_mix_loader(data_cfg):
+    cfg = data_cfg
+    cfg.DATASETS.TRAIN = ("mixed_train_no_coco", "flickr30k_train", "object365_dt_train")
+    cfg.DATASETS.CONTROL_PROB = (0.05, 0.05, 0.5, 0.2)  # FIBER's pre-training values (p3 treated as 0)
+    cfg.DATASETS.RANDOM_SAMPLE_NEG = 85
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = False
+    loader = make_data_loader(cfg, is_train=True)
+    assert loader.dataset_length == 6 + 3 * 2 + 6  # flickr: 3 images x 2 sentences
+    batches = list(loader)
+    assert len(batches) == 4
+    for images, targets, ids, positive_map, positive_map_eval in batches:
+        assert isinstance(images, ImageList)
+        assert images.tensors.shape[0] == 2 and images.tensors.shape[-1] % 32 == 0 and images.tensors.shape[-2] % 32 == 0
+        assert positive_map.shape == (sum(len(t) for t in targets), 256)
+        assert all(t.has_field("caption") for t in targets)
+        assert positive_map_eval is None
+
+
+def test_max_epoch_derives_max_iter_and_copies_repeat(data_cfg):
+    cfg = data_cfg
+    cfg.DATASETS.TRAIN = ("coco_grounding_train",)
+    cfg.DATASETS.GENERAL_COPY = 3
+    cfg.SOLVER.MAX_EPOCH = 2
+    cfg.SOLVER.IMS_PER_BATCH = 4
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = False
+    cfg.freeze()
+    loader = make_data_loader(cfg, is_train=True)
+    assert loader.dataset_length == 18
+    assert loader.max_iter == 2 * 18 // 4 == cfg.SOLVER.MAX_ITER
+    assert cfg.SOLVER.DATASET_LENGTH == 18 and cfg.is_frozen()
+    assert len(list(loader)) == 9
+    assert compute_max_iter(cfg, 100) == 50
+
+
+def _fingerprint(batch):
+    images, targets, ids, positive_map, _ = batch
+    return (tuple(ids), tuple(t.get_field("caption") for t in targets), images.tensors.sum().item(),
+            tuple(tuple(t.bbox.flatten().tolist()) for t in targets), positive_map.sum().item())
+
+
+def test_resumed_loader_yields_the_same_batches(data_cfg):
+    cfg = data_cfg
+    cfg.DATASETS.TRAIN = ("coco_grounding_train",)
+    cfg.AUGMENT.MULT_MIN_SIZE_TRAIN = (64, 72, 80)
+    cfg.AUGMENT.FLIP_PROB_TRAIN = 0.5
+    cfg.SOLVER.MAX_ITER = 8
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = True
+    full = [_fingerprint(b) for b in make_data_loader(cfg, is_train=True)]
+    assert len(full) == 8
+    assert len({f[1] for f in full}) > 1  # captions are shuffled, so randomness is in play
+    cfg.DATALOADER.NUM_WORKERS = 1
+    resumed = [_fingerprint(b) for b in make_data_loader(cfg, is_train=True, start_iter=5)]
+    assert resumed == full[5:]
+    cfg.SOLVER.SEED = 1
+    cfg.DATALOADER.NUM_WORKERS = 0
+    other = [_fingerprint(b) for b in make_data_loader(cfg, is_train=True)]
+    assert other != full
+
+
+def test_aspect_ratio_grouping(data_cfg):
+    cfg = data_cfg
+    cfg.DATASETS.TRAIN = ("coco_grounding_train",)
+    cfg.SOLVER.MAX_ITER = 6
+    loader = make_data_loader(cfg, is_train=True)
+    dataset = loader.dataset
+    for _, targets, ids, _, _ in loader:
+        groups = {dataset.get_img_info(i)["height"] >= dataset.get_img_info(i)["width"] for i in ids}
+        assert len(groups) == 1
+
+
+def test_odinw_task_config_with_register_and_caption_prompt(data_cfg):
+    cfg = data_cfg
+    cfg.merge_from_file(os.path.join(REPO, "configs", "odinw", "Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml"))
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 100, "INPUT.MIN_SIZE_TRAIN", 64,
+                         "INPUT.MAX_SIZE_TRAIN", 100, "DATASETS.USE_CAPTION_PROMPT", True,
+                         "DATASETS.DISABLE_SHUFFLE", True, "DATASETS.TRAIN_DATASETNAME_SUFFIX", "_grounding"])
+    (test_loader,) = make_data_loader(cfg, is_train=False)
+    dataset = test_loader.dataset
+    assert len(dataset) == 6 and len(dataset.categories()) == 7
+    images, targets, ids, positive_map, _ = next(iter(test_loader))
+    assert ids == tuple(range(6)) and positive_map is None  # the yaml sets TEST.IMS_PER_BATCH 8
+    assert all(t.has_field("labels") for t in targets)
+    train = build_dataset(cfg, "train", is_train=True)
+    assert len(train) == 16 * 6  # GENERAL_COPY 16
+    caption = train[0][1].get_field("caption")
+    assert caption.startswith(" fish. jellyfish. penguin , which is black and white. puffin with orange beaks ")
+
+
+def test_lvis_and_flickr_test_configs(data_cfg):
+    cfg = data_cfg
+    cfg.merge_from_file(os.path.join(REPO, "configs", "lvis", "minival.yaml"))
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 100])
+    (loader,) = make_data_loader(cfg, is_train=False)
+    assert type(loader.dataset).__name__ == "LvisDetection" and len(loader.dataset.categories()) == 40
+    cfg = data_cfg.clone()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "flickr", "test.yaml"))
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 100, "TEST.IMS_PER_BATCH", 1])
+    (loader,) = make_data_loader(cfg, is_train=False)
+    _, targets, _, _, positive_map_eval = next(iter(loader))
+    assert positive_map_eval[0].shape[0] == targets[0].get_field("nb_eval")
+
+
+def test_bad_names_and_unsupported_formats(data_cfg, tmp_path, monkeypatch):
+    cfg = data_cfg
+    with pytest.raises(KeyError, match="not in the catalog"):
+        build_dataset(cfg, "no_such_dataset", is_train=False)
+    cfg.DATASETS.TRAIN = ()
+    with pytest.raises(ValueError, match="DATASETS.TRAIN is empty"):
+        make_data_loader(cfg, is_train=True)
+    monkeypatch.setenv("DATASET", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="coco_2017_val.*coco/val2017 was not found"):
+        build_dataset(cfg, "coco_2017_val", is_train=False)
+    cfg.SOLVER.IMS_PER_BATCH = 3
+    cfg.DATASETS.TRAIN = ("coco_grounding_train",)
+    with pytest.raises(ValueError, match="divisible by the number of processes"):
+        make_data_loader(cfg, is_train=True, num_replicas=2, rank=0)
