@@ -192,3 +192,23 @@ def test_weights_round_trip_and_other_config_rejected(predictor, tmp_path, bpe_t
     with pytest.raises(ValueError, match="does not fit this config") as info:
         Predictor(predictor.cfg, weight=other_path, device="cpu")
     assert other_path in str(info.value) and "differ in shape" in str(info.value)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_amp_close_to_cpu_fp32(predictor, tmp_path):
+    import copy
+
+    from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
+
+    images = [scene(i, size) for i, size in enumerate(SIZES)]
+    cpu = Predictor(predictor.cfg, model=copy.deepcopy(predictor.model), device="cpu", pad_mode="canvas")
+    path = DetectronCheckpointer(None, cpu.model, save_dir=str(tmp_path)).save("m")
+    gpu = Predictor(predictor.cfg, weight=path, device="cuda", pad_mode="canvas")  # weights loaded onto the GPU
+    assert gpu.amp and next(gpu.model.parameters()).is_cuda
+    for a, b in zip(gpu.predict(images, CLASSES), cpu.predict(images, CLASSES)):
+        assert a.boxes.device.type == "cpu" and len(a) == len(b) > 0
+        torch.testing.assert_close(a.scores[:20], b.scores[:20], rtol=0, atol=3e-3)
+    fp32 = Predictor(predictor.cfg, weight=path, device="cuda", amp=False, pad_mode="canvas")
+    for a, b in zip(fp32.predict(images, CLASSES), cpu.predict(images, CLASSES)):
+        torch.testing.assert_close(a.scores[:20], b.scores[:20], rtol=0, atol=1e-4)

@@ -126,7 +126,7 @@ def test_demo_bad_input(setup, bpe_tokenizer_dir, tmp_path):
         _run(["--config-file", str(TINY), "--output", str(tmp_path), "--classes", "a", "--input", str(paths[0]),
               *_opts(bpe_tokenizer_dir)])
     # From the command line: one line on stderr, exit status 2, no traceback.
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     env.pop("FIBER_DEBUG", None)
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "demo.py"), "--config-file", str(TINY),
                            "--input", str(tmp_path / "nope.jpg"), "--output", str(tmp_path), "--classes", "a"],
