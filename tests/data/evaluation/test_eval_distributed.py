@@ -3,6 +3,7 @@
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -54,6 +55,7 @@ def _worker(rank, port, tmp, queue):
     comm.cleanup_distributed()
 
 
+@pytest.mark.slow  # two spawned interpreters importing torch: ~10-20 s on 2 cores
 def test_two_process_synchronize(tmp_path):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
