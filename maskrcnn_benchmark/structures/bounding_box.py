@@ -8,7 +8,7 @@ coordinates without it, as upstream).
 """
 
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -137,7 +137,9 @@ class BoxList:
         self.size: Tuple[int, int] = (image_size[0], image_size[1])
         self.mode = mode
         self.extra_fields: Dict[str, Any] = {}
-        self._per_box: Set[str] = set()
+        # field name -> True (per-box) / False (per-image), decided in add_field; fields assigned directly into
+        # extra_fields are classified on use with the same rule.
+        self._field_kinds: Dict[str, bool] = {}
 
     # ------------------------------------------------------------------------------------------------ fields
     def _is_per_box(self, field: str, field_data: Any, per_box: Optional[bool]) -> bool:
@@ -172,9 +174,7 @@ class BoxList:
                     f"BoxList: field {field!r} has {length} entries along its first dimension but the BoxList has "
                     f"{len(self)} boxes (pass per_box=False for a per-image value)"
                 )
-            self._per_box.add(field)
-        else:
-            self._per_box.discard(field)
+        self._field_kinds[field] = is_per_box
         self.extra_fields[field] = field_data
 
     def get_field(self, field: str) -> Any:
@@ -192,17 +192,20 @@ class BoxList:
 
     def is_per_box_field(self, field: str) -> bool:
         """True if ``field`` is indexed with the boxes."""
-        return field in self._per_box
+        if field in self._field_kinds:
+            return self._field_kinds[field]
+        if field not in self.extra_fields:
+            raise KeyError(f"BoxList has no field {field!r}; fields: {sorted(self.extra_fields)}")
+        return self._is_per_box(field, self.extra_fields[field], None)
 
     def _copy_extra_fields(self, other: "BoxList") -> None:
         for k, v in other.extra_fields.items():
             self.extra_fields[k] = v
-        self._per_box = set(other._per_box)
+        self._field_kinds = {k: other.is_per_box_field(k) for k in other.extra_fields}
 
     def _set_field_like(self, source: "BoxList", field: str, value: Any) -> None:
         self.extra_fields[field] = value
-        if field in source._per_box:
-            self._per_box.add(field)
+        self._field_kinds[field] = source.is_per_box_field(field)
 
     # ------------------------------------------------------------------------------------------------ modes
     def convert(self, mode: str) -> "BoxList":
@@ -362,7 +365,7 @@ class BoxList:
             raise IndexError(f"BoxList: boolean mask has {item.numel()} entries for {len(self)} boxes")
         selected = BoxList(self.bbox[item], self.size, self.mode)
         for k, v in self.extra_fields.items():
-            if k in self._per_box:
+            if self.is_per_box_field(k):
                 if isinstance(v, torch.Tensor):
                     index = item.to(v.device) if isinstance(item, torch.Tensor) else item
                     v = v[index]

@@ -175,3 +175,16 @@ def test_copy_with_fields():
 def test_repr_mentions_size_and_fields():
     text = repr(_grounding_boxlist())
     assert "num_boxes=3" in text and "image_width=40" in text and "labels" in text
+
+
+def test_fields_assigned_directly_are_classified_on_use():
+    boxes = BoxList(torch.zeros(3, 4), (10, 10))
+    boxes.extra_fields["scores"] = torch.tensor([0.1, 0.2, 0.3])  # upstream-style direct assignment
+    boxes.extra_fields["caption"] = "abc"
+    boxes.extra_fields["orig_size"] = torch.tensor([10, 12, 14])  # per-image by name despite length 3
+    assert boxes.is_per_box_field("scores") and not boxes.is_per_box_field("caption")
+    sub = boxes[[2]]
+    assert sub.get_field("scores").tolist() == pytest.approx([0.3])
+    assert sub.get_field("caption") == "abc" and sub.get_field("orig_size").tolist() == [10, 12, 14]
+    with pytest.raises(KeyError):
+        boxes.is_per_box_field("missing")
