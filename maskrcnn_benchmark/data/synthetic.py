@@ -478,6 +478,17 @@ def write_refexp(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any
             _write_json(path, {"images": images, "annotations": anns,
                                "categories": [{"supercategory": "object", "id": 1, "name": "object"}]})
             out["ann_files"][f"{dataset}_{split}"] = path
+    # catalog name "refexp_all_val": the three val splits together
+    merged: Dict[str, list] = {"images": [], "annotations": []}
+    for dataset in _REFEXP_FILES:
+        data = load_json(out["ann_files"][f"{dataset}_val"])
+        offset = len(merged["images"])
+        merged["images"] += [dict(img, id=img["id"] + offset) for img in data["images"]]
+        merged["annotations"] += [dict(a, id=a["id"] + offset, image_id=a["image_id"] + offset)
+                                  for a in data["annotations"]]
+    path = os.path.join(root, "mdetr_annotations", "final_refexp_val.json")
+    _write_json(path, dict(merged, categories=[{"supercategory": "object", "id": 1, "name": "object"}]))
+    out["ann_files"]["refexp_all_val"] = path
     return out
 
 
