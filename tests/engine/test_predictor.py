@@ -56,7 +56,8 @@ def _assert_same(a: Detections, b: Detections, atol=1e-4):
 
 def test_batch_of_three_sizes_equals_one_by_one_canvas(predictor):
     images = [scene(i, size) for i, size in enumerate(SIZES)]
-    canvas = Predictor(predictor.cfg, model=predictor.model, device="cpu", pad_mode="canvas", batch_size=3)
+    canvas = Predictor(predictor.cfg, model=predictor.model, device="cpu", pad_mode="canvas", batch_size=3,
+                       canvas_size=(128, 192))  # every resized test image fits
     batched = canvas.predict(images, CLASSES)
     for image, got in zip(images, batched):
         _assert_same(got, canvas.predict(image, CLASSES))
