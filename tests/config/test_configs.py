@@ -209,7 +209,8 @@ def test_missing_file_odd_opts_and_frozen(tmp_path):
 
 
 def test_register_accepts_new_names(tmp_path):
-    path = _write(tmp_path, "reg.yaml", "DATASETS:\n  REGISTER:\n    my_set:\n      img_dir: a\n      ann_file: b.json\n")
+    text = "DATASETS:\n  REGISTER:\n    my_set:\n      img_dir: a\n      ann_file: b.json\n"
+    path = _write(tmp_path, "reg.yaml", text)
     cfg = get_cfg()
     cfg.merge_from_file(path)
     cfg.merge_from_file(path)  # registering twice merges into the same entry
@@ -315,3 +316,18 @@ def test_every_odinw_setting_merges():
         cfg.merge_from_list(opts, source=f"odinw.json:{name}")
         cfg.merge_from_dict({"DATASETS": {"REGISTER": entry["register"]}}, source=f"odinw.json:{name}")
         assert set(cfg.DATASETS.REGISTER) >= {"train", "val"}
+
+
+def test_config_cli_shows_changes_and_fails_cleanly(capsys):
+    from maskrcnn_benchmark.config.__main__ import main
+
+    lvis = str(CONFIGS / "lvis" / "minival.yaml")
+    assert main(["--config-file", str(PRETRAIN), "--task_config", lvis, "TEST.IMS_PER_BATCH", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "TEST.IMS_PER_BATCH: 1" in out and "configuration is valid" in out
+    assert "MODEL.FCOS.NUM_CLASSES: 8  # no effect" in out
+    assert "MODEL.SWINT.WINDOW_SIZE: 12" in out and "MODEL.RPN_ONLY: True" in out
+    assert "OUTPUT_DIR" not in out  # unchanged keys are not listed without --full
+    assert main(["--config-file", str(PRETRAIN), "MODEL.FOO", "1"]) == 1
+    assert "unknown config key MODEL.FOO" in capsys.readouterr().err
+    assert main(["--config-file", "missing.yaml"]) == 1
