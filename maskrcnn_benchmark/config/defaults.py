@@ -32,7 +32,6 @@ _C.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"  # META_ARCHITECTURES name (FIBER
 _C.MODEL.RPN_ARCHITECTURE = "RPN"  # RPN_ARCHITECTURES name of the dense head (FIBER: "VLDYHEAD"); modeling/rpn
 _C.MODEL.WEIGHT = ""  # checkpoint to initialise from (path, resolved like data paths); utils/checkpoint, tools
 _C.MODEL.LINEAR_PROB = False  # freeze everything except the head's prediction layers (finetune tuning mode); detector
-_C.MODEL.DEBUG = False  # extra consistency checks / logging in the detector forward; detector
 
 # ---------------------------------------------------------------------------------------------------- backbone
 _C.MODEL.BACKBONE = CN()
