@@ -191,6 +191,9 @@ class WindowAttention(nn.Module):
             self.proj_drop_i2t = nn.Dropout(proj_drop)
             self.alpha_i2t = nn.Parameter(torch.zeros(1))
 
+    def _dropout_p(self, dropout: nn.Dropout) -> float:
+        return dropout.p if self.training else 0.0
+
     def _relative_bias(self) -> Tensor:
         n = self.window * self.window
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
@@ -201,15 +204,22 @@ class WindowAttention(nn.Module):
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
 
     def _self_attention(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+        # softmax(scale * q k^T + relative bias [+ shift mask]) v through the fused SDPA kernel. Windows are
+        # folded into the head axis, [B, nW * heads, N, hd], so the per-window bias/mask [nW * heads, N, N]
+        # broadcasts over the image batch without being copied per image.
         bw, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        logits = (q * self.scale) @ k.transpose(-2, -1) + self._relative_bias().unsqueeze(0)
+        nw = 1 if mask is None else mask.shape[0]
+        if bw % nw:
+            raise ValueError(f"{bw} windows are not a multiple of the {nw} windows of the shift mask")
+        qkv = self.qkv(x).reshape(bw // nw, nw, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).flatten(2, 3)  # each [B, nW * heads, N, hd]
+        bias = self._relative_bias().unsqueeze(0)  # [1, heads, N, N]
         if mask is not None:
-            nw = mask.shape[0]
-            logits = logits.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None].to(logits.dtype)
-            logits = logits.view(bw, self.num_heads, n, n)
-        attn = self.attn_drop(logits.softmax(dim=-1))
-        out = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+            bias = bias + mask.unsqueeze(1).to(bias.dtype)  # [nW, heads, N, N]
+        bias = bias.reshape(1, nw * self.num_heads, n, n).to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self._dropout_p(self.attn_drop),
+                                             scale=self.scale)
+        out = out.unflatten(1, (nw, self.num_heads)).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
         return self.proj_drop(self.proj(out))
 
     def _image_to_text(self, x: Tensor, text: Tensor, text_mask: Optional[Tensor]) -> Tensor:
@@ -220,13 +230,13 @@ class WindowAttention(nn.Module):
         if bw % b:
             raise ValueError(f"{bw} windows are not a multiple of the text batch {b}")
         query_in = self.norm_i2t_i(x) if hasattr(self, "norm_i2t_i") else x
-        q = self._split_heads(self.qkv_i2t(query_in).reshape(b, bw // b * n, c)) * self.head_dim ** -0.5
+        q = self._split_heads(self.qkv_i2t(query_in).reshape(b, bw // b * n, c))
         k, v = self.qkv_text_i2t(text).chunk(2, dim=-1)
-        logits = q @ self._split_heads(k).transpose(-2, -1)  # [B, heads, nW*N, Lt]
-        if text_mask is not None:
-            logits = logits + text_mask.reshape(b, 1, 1, lt).to(logits.dtype)
-        attn = self.attn_drop_i2t(logits.softmax(dim=-1))
-        out = (attn @ self._split_heads(v)).transpose(1, 2).reshape(bw, n, c)
+        key_mask = None if text_mask is None else text_mask.reshape(b, 1, 1, lt).to(q.dtype)
+        out = F.scaled_dot_product_attention(q, self._split_heads(k), self._split_heads(v), attn_mask=key_mask,
+                                             dropout_p=self._dropout_p(self.attn_drop_i2t),
+                                             scale=self.head_dim ** -0.5)  # [B, heads, nW*N, hd]
+        out = out.transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop_i2t(self.proj_i2t(out))
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None, text: Optional[Tensor] = None,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, TypedDict
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
 from torch import Tensor, nn
 
@@ -204,11 +205,13 @@ class RobertaSelfAttention(nn.Module):
         """
         source = hidden if encoder_hidden is None else encoder_hidden
         q, k, v = self._heads(self.query(hidden)), self._heads(self.key(source)), self._heads(self.value(source))
-        logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
         if key_mask is not None:
-            logits = logits + key_mask.to(logits.dtype)
-        probs = self.dropout(logits.softmax(dim=-1))
-        return (probs @ v).transpose(1, 2).flatten(2)
+            key_mask = key_mask.to(q.dtype)
+        # softmax(q k^T / sqrt(hd) + mask) v with dropout on the probabilities, through the fused SDPA kernel
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,
+                                             dropout_p=self.dropout.p if self.training else 0.0,
+                                             scale=1.0 / math.sqrt(self.head_dim))
+        return out.transpose(1, 2).flatten(2)
 
 
 class RobertaSelfOutput(nn.Module):
