@@ -3,6 +3,7 @@
     python benchmarks/eval.py                                  # 5,000 images x 100 dets (COCO), 1,000 x 300 (LVIS)
     python benchmarks/eval.py --images 1000 --lvis-images 200  # smaller
     python benchmarks/eval.py --skip-lvis-reference            # faster-coco-eval only for LVIS (the lvis package is slow)
+    python benchmarks/eval.py --only lvis                      # one of the two
 
 Synthetic, seeded ground truth and detections (no data needed): a COCO-like val set (80 classes, ~7 boxes per
 image) and an LVIS-like one (1,203 classes with r/c/f frequencies, negative and not-exhaustive lists).
@@ -133,14 +134,17 @@ def main(argv=None) -> int:
     parser.add_argument("--lvis-images", type=int, default=1000, help="LVIS-like val images")
     parser.add_argument("--lvis-dets", type=int, default=300, help="LVIS detections per image")
     parser.add_argument("--skip-lvis-reference", action="store_true", help="do not time the lvis package")
+    parser.add_argument("--only", choices=("coco", "lvis"), help="run one of the two benchmarks")
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args(argv)
     report = {
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count()},
-        "coco": bench_coco(args.images, args.dets),
-        "lvis": bench_lvis(args.lvis_images, args.lvis_dets, not args.skip_lvis_reference),
     }
+    if args.only in (None, "coco"):
+        report["coco"] = bench_coco(args.images, args.dets)
+    if args.only in (None, "lvis"):
+        report["lvis"] = bench_lvis(args.lvis_images, args.lvis_dets, not args.skip_lvis_reference)
     text = json.dumps(report, indent=1)
     print(text)
     if args.output:
