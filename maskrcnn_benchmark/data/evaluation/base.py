@@ -21,6 +21,7 @@ __all__ = [
     "DatasetEvaluator",
     "ImageInfo",
     "write_json_atomic",
+    "write_text_atomic",
     "read_json",
     "boxlist_to_original_xyxy",
     "image_info_getter",
@@ -30,6 +31,21 @@ logger = logging.getLogger(__name__)
 
 # idx (dataset index, as the collator returns it) -> the data set's image record ({"id", "height", "width", ...}).
 ImageInfo = Callable[[int], Mapping[str, Any]]
+
+
+def _write_atomic(path: str, write: Callable[[Any], None]) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            write(stream)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return path
 
 
 def write_json_atomic(obj: Any, path: str) -> str:
@@ -42,18 +58,12 @@ def write_json_atomic(obj: Any, path: str) -> str:
     Returns:
         ``path``.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(obj, stream, default=_json_default)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    return path
+    return _write_atomic(path, lambda stream: json.dump(obj, stream, default=_json_default))
+
+
+def write_text_atomic(text: str, path: str) -> str:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``; returns ``path``."""
+    return _write_atomic(path, lambda stream: stream.write(text))
 
 
 def _json_default(value: Any) -> Any:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import csv
 import io
 import logging
+import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
+from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json, write_text_atomic
 
 __all__ = [
     "COCO_METRIC_NAMES",
@@ -321,6 +323,18 @@ class CocoEvaluator(DatasetEvaluator):
 
     def _predictions_json(self) -> List[Dict[str, Any]]:
         return self._state
+
+    def summarize(self) -> Dict[str, Any]:
+        """COCO AP; with ``output_dir`` also writes ``metrics.json`` and ``per_category_ap.csv`` (as upstream)."""
+        metrics = super().summarize()
+        if self.output_dir:
+            table = io.StringIO()
+            writer = csv.writer(table, lineterminator="\n")
+            writer.writerow(["category", "AP"])
+            for name, value in metrics["per_category"].items():
+                writer.writerow([name, "" if value is None else f"{value:.4f}"])
+            write_text_atomic(table.getvalue(), os.path.join(self.output_dir, "per_category_ap.csv"))
+        return metrics
 
     def _score(self) -> Dict[str, Any]:
         metrics = evaluate_coco_bbox(self.gt_dict, self._state, backend=self.backend)

@@ -150,6 +150,8 @@ def test_accumulator_resizes_and_merges_chunks(tmp_path, coco_gt):
     assert len(written) == len(perfect_predictions(coco_gt))
     assert json.loads((tmp_path / "metrics.json").read_text())["AP"] == pytest.approx(100.0, abs=1e-6)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp_")]
+    csv_lines = (tmp_path / "per_category_ap.csv").read_text().splitlines()
+    assert csv_lines[0] == "category,AP" and csv_lines[1].startswith("class1,100.0")
     assert "class7" in format_per_category_table(metrics["per_category"])
 
 
