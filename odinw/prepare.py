@@ -66,7 +66,8 @@ def check_dataset(root: str, dataset: OdinwDataset, check_images: bool = False, 
         if not os.path.isdir(img_dir) and entry["img_dir"] not in missing:
             missing.append(entry["img_dir"])
         if not os.path.isfile(ann_file):
-            missing.append(entry["ann_file"])
+            if entry["ann_file"] not in missing:  # e.g. PascalVOC registers "test" on the val files
+                missing.append(entry["ann_file"])
             continue
         if check_images:
             try:

@@ -85,6 +85,14 @@ def test_prepare_reports_missing_files_and_images(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["incomplete"] == [NAME]
 
 
+def test_shared_split_files_are_reported_once(tmp_path):
+    report = check_datasets(str(tmp_path), ["PascalVOC", "dice_mediumColor_export"])
+    for entry in report["datasets"]:
+        assert len(entry["missing"]) == len(set(entry["missing"]))
+    pascal = report["datasets"][0]["missing"]
+    assert pascal.count("odinw/PascalVOC/valid/annotations_without_background.json") == 1
+
+
 def test_fewshot_files_land_where_the_yaml_registers_them(tmp_path, capsys):
     root = str(tmp_path)
     dataset = _populate(root, with_images=False)
