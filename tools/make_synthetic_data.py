@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-images", type=int, default=12, help="images per split")
     parser.add_argument("--lvis-categories", type=int, default=40,
                         help="LVIS category count (a few hundred exercises chunked prompts)")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                        help="fixed image size (default: random 128-200 px, both orientations)")
     parser.add_argument("--only", default="", help=f"comma list of data sets to write ({', '.join(WRITERS)}); "
                                                    "default: all")
     return parser
@@ -40,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    size = tuple(args.image_size) if args.image_size else None
     if not args.only:
-        manifest = synthetic.make_all(args.root, args.seed, args.num_images, args.lvis_categories)
+        manifest = synthetic.make_all(args.root, args.seed, args.num_images, args.lvis_categories,
+                                      image_size=size)
     else:
         manifest = {}
         for name in [n.strip() for n in args.only.split(",") if n.strip()]:
@@ -49,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"unknown data set {name!r}; choose from {', '.join(WRITERS)}", file=sys.stderr)
                 return 2
             extra = {"num_categories": args.lvis_categories} if name == "lvis" else {}
+            extra["image_size"] = size
             manifest[name] = WRITERS[name](args.root, args.seed, args.num_images, **extra)
     files = sorted(f for entry in manifest.values() if isinstance(entry, dict)
                    for f in entry.get("ann_files", {}).values())

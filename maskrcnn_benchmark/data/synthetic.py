@@ -168,6 +168,7 @@ def _coco_split(
     first_image_id: int,
     file_pattern: str = "{:012d}.jpg",
     file_prefix: str = "",
+    image_size: Optional[Tuple[int, int]] = None,
 ) -> Tuple[Dict[str, Any], Dict[str, List[Tuple[str, Box]]]]:
     """Draw ``num_images`` images into ``img_dir``; return the COCO dict parts and a manifest."""
     images, annotations = [], []
@@ -175,7 +176,7 @@ def _coco_split(
     ann_id = first_image_id * 100
     for i in range(num_images):
         image_id = first_image_id + i
-        image, objects = draw_scene(rng, classes, int(rng.integers(1, 4)))
+        image, objects = draw_scene(rng, classes, int(rng.integers(1, 4)), size=image_size)
         file_name = file_pattern.format(image_id)
         _save_image(image, os.path.join(img_dir, file_name))
         images.append({"id": image_id, "file_name": file_prefix + file_name, "width": image.width,
@@ -189,7 +190,8 @@ def _coco_split(
     return {"images": images, "annotations": annotations}, manifest
 
 
-def write_coco(root: str, seed: int = 0, num_images: int = 12) -> Dict[str, Any]:
+def write_coco(root: str, seed: int = 0, num_images: int = 12, *, image_size: Optional[Tuple[int, int]] = None
+               ) -> Dict[str, Any]:
     """COCO 2017 layout: ``coco/{train2017,val2017}/`` + ``coco/annotations/instances_{train,val}2017.json``.
 
     Returns:
@@ -202,7 +204,8 @@ def write_coco(root: str, seed: int = 0, num_images: int = 12) -> Dict[str, Any]
                            "categories": {c["id"]: c["name"] for c in cats}}
     for split, first_id in (("train2017", 1000), ("val2017", 5000)):
         img_dir = os.path.join(root, "coco", split)
-        parts, manifest = _coco_split(rng, SHAPE_CLASSES, COCO_CATEGORY_IDS, img_dir, num_images, first_id)
+        parts, manifest = _coco_split(rng, SHAPE_CLASSES, COCO_CATEGORY_IDS, img_dir, num_images, first_id,
+                                       image_size=image_size)
         ann_file = os.path.join(root, "coco", "annotations", f"instances_{split}.json")
         info = {"description": "synthetic shapes"}
         _write_json(ann_file, {"info": info, "licenses": [], "categories": cats, **parts})
@@ -231,7 +234,8 @@ def _lvis_categories(num_categories: int) -> Tuple[List[Dict[str, Any]], List[in
     return cats, shape_ids
 
 
-def write_lvis(root: str, seed: int = 0, num_images: int = 12, num_categories: int = 40) -> Dict[str, Any]:
+def write_lvis(root: str, seed: int = 0, num_images: int = 12, num_categories: int = 40, *,
+               image_size: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """LVIS v1 layout under ``coco/``: images in ``coco/{train2017,val2017}``, annotation files
     ``coco/annotations/lvis_v1_minival_inserted_image_name.json``, ``lvis_od_val.json`` (evaluation, image path
     from ``coco_url``) and ``lvis_od_train.json`` (training, ``file_name`` with the split folder); plus a copy
@@ -249,7 +253,8 @@ def write_lvis(root: str, seed: int = 0, num_images: int = 12, num_categories: i
         ("train2017", 8000, ("lvis_od_train.json",)),
     ):
         img_dir = os.path.join(root, "coco", split)
-        parts, manifest = _coco_split(rng, SHAPE_CLASSES, shape_ids, img_dir, num_images, first_id)
+        parts, manifest = _coco_split(rng, SHAPE_CLASSES, shape_ids, img_dir, num_images, first_id,
+                                       image_size=image_size)
         present = {a["category_id"] for a in parts["annotations"]}
         for img in parts["images"]:
             img["coco_url"] = f"http://images.cocodataset.org/{split}/{img['file_name']}"
@@ -287,6 +292,8 @@ def write_odinw(
     version: str = ODINW_AQUARIUM[1],
     classes: Sequence[ShapeClass] = AQUARIUM_CLASSES,
     supercategory: str = "creatures",
+    *,
+    image_size: Optional[Tuple[int, int]] = None,
 ) -> Dict[str, Any]:
     """ODinW / Roboflow COCO export: ``odinw/<name>/<version>/{train,valid,test}/`` with the images,
     ``_annotations.coco.json`` (category 0 = the Roboflow background/supercategory entry) and
@@ -302,7 +309,7 @@ def write_odinw(
     for k, split in enumerate(("train", "valid", "test")):
         img_dir = os.path.join(root, "odinw", name, version, split)
         parts, manifest = _coco_split(rng, classes, cat_ids, img_dir, num_images, 100 * (k + 1),
-                                      file_pattern="img_{:05d}_jpg.rf.synthetic.jpg")
+                                      file_pattern="img_{:05d}_jpg.rf.synthetic.jpg", image_size=image_size)
         _write_json(os.path.join(img_dir, "_annotations.coco.json"), {"categories": cats, **parts})
         path = os.path.join(img_dir, "annotations_without_background.json")
         _write_json(path, {"categories": cats[1:], **parts})
@@ -386,7 +393,8 @@ def _mdetr_records(
     return image, anns
 
 
-def write_flickr(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any]:
+def write_flickr(root: str, seed: int = 0, num_images: int = 8, *, image_size: Optional[Tuple[int, int]] = None
+                 ) -> Dict[str, Any]:
     """Flickr30k: images ``flickr30k/flickr30k_images/{train,val,test}/<id>.jpg``, MDETR annotations
     ``mdetr_annotations/final_flickr_separateGT_{train,val,test}.json`` (one record per image x sentence), and
     the raw Flickr30k Entities files ``flickr30k/flickr30k/{Annotations/<id>.xml, Sentences/<id>.txt,
@@ -403,7 +411,7 @@ def write_flickr(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any
             flickr_id = str(1_000_000 * (k + 1) + i)
             n = int(rng.integers(2, 4))
             class_indices = rng.choice(len(SHAPE_CLASSES), size=n, replace=True)
-            image, objects = draw_scene(rng, SHAPE_CLASSES, n, class_indices=class_indices)
+            image, objects = draw_scene(rng, SHAPE_CLASSES, n, size=image_size, class_indices=class_indices)
             file_name = f"{flickr_id}.jpg"
             _save_image(image, os.path.join(img_dir, file_name))
             ids.append(flickr_id)
@@ -440,7 +448,8 @@ _REFEXP_FILES = {
 }
 
 
-def write_refexp(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any]:
+def write_refexp(root: str, seed: int = 0, num_images: int = 8, *, image_size: Optional[Tuple[int, int]] = None
+                 ) -> Dict[str, Any]:
     """RefCOCO/RefCOCO+/RefCOCOg: images ``refcoco/train2014/COCO_train2014_<id>.jpg`` and MDETR files
     ``mdetr_annotations/finetune_<dataset>_<split>.json`` (refcocog test: ``finetune_refcocog_test_corrected.json``).
     Each record is one referring expression ("the red square on the left") with its single box.
@@ -456,7 +465,7 @@ def write_refexp(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any
                 coco_id += 1
                 n = int(rng.integers(1, 4))
                 class_indices = rng.choice(len(SHAPE_CLASSES), size=n, replace=False)
-                image, objects = draw_scene(rng, SHAPE_CLASSES, n, class_indices=class_indices)
+                image, objects = draw_scene(rng, SHAPE_CLASSES, n, size=image_size, class_indices=class_indices)
                 file_name = f"COCO_train2014_{coco_id:012d}.jpg"
                 _save_image(image, os.path.join(img_dir, file_name))
                 out["objects"][file_name] = [(SHAPE_CLASSES[c].name, box) for c, box in objects]
@@ -492,7 +501,8 @@ def write_refexp(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any
     return out
 
 
-def write_mixed(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any]:
+def write_mixed(root: str, seed: int = 0, num_images: int = 8, *, image_size: Optional[Tuple[int, int]] = None
+                ) -> Dict[str, Any]:
     """MDETR GoldG mixed data: ``mdetr_annotations/final_mixed_train_no_coco.json`` (and
     ``final_mixed_train.json``) with images from ``gqa/images/`` (data_source "vg") and
     ``refcoco/train2014/`` (data_source "coco")."""
@@ -505,7 +515,7 @@ def write_mixed(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any]
         source = "coco" if i % 3 == 2 else "vg"
         file_name = f"COCO_train2014_{900_000 + i:012d}.jpg" if source == "coco" else f"{2_400_000 + i}.jpg"
         n = int(rng.integers(1, 4))
-        image, objects = draw_scene(rng, SHAPE_CLASSES, n)
+        image, objects = draw_scene(rng, SHAPE_CLASSES, n, size=image_size)
         _save_image(image, os.path.join(out["img_dirs"][source], file_name))
         out["objects"][file_name] = [(SHAPE_CLASSES[c].name, box) for c, box in objects]
         sentence = _grounded_sentences(objects, SHAPE_CLASSES)[0]
@@ -524,7 +534,8 @@ def write_mixed(root: str, seed: int = 0, num_images: int = 8) -> Dict[str, Any]
     return out
 
 
-def write_objects365(root: str, seed: int = 0, num_images: int = 12, num_categories: int = 30) -> Dict[str, Any]:
+def write_objects365(root: str, seed: int = 0, num_images: int = 12, num_categories: int = 30, *,
+                     image_size: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """Objects365 in COCO JSON form: images ``Objects365/train/``, annotations
     ``Objects365/annotations/objects365_train.json`` (the catalog's ``object365_grounding_train`` and the JSON
     fallback of ``object365_dt_train``); the shape classes plus filler categories (for negative sampling)."""
@@ -535,7 +546,7 @@ def write_objects365(root: str, seed: int = 0, num_images: int = 12, num_categor
     cats += [{"id": cid, "name": f"object {cid}"} for cid in range(len(SHAPE_CLASSES) + 1, num_categories + 1)]
     img_dir = os.path.join(root, "Objects365", "train")
     parts, manifest = _coco_split(rng, SHAPE_CLASSES, shape_ids, img_dir, num_images, 1,
-                                  file_pattern="objects365_v2_{:08d}.jpg")
+                                  file_pattern="objects365_v2_{:08d}.jpg", image_size=image_size)
     path = os.path.join(root, "Objects365", "annotations", "objects365_train.json")
     _write_json(path, {"categories": cats, **parts})
     return {"ann_files": {"train": path}, "img_dirs": {"train": img_dir}, "objects": {"train": manifest},
@@ -543,7 +554,12 @@ def write_objects365(root: str, seed: int = 0, num_images: int = 12, num_categor
 
 
 def make_all(
-    root: str, seed: int = 0, num_images: int = 12, lvis_categories: int = 40, objects365_categories: int = 30
+    root: str,
+    seed: int = 0,
+    num_images: int = 12,
+    lvis_categories: int = 40,
+    objects365_categories: int = 30,
+    image_size: Optional[Tuple[int, int]] = None,
 ) -> Dict[str, Any]:
     """Write every synthetic data set under ``root`` (see the module docstring).
 
@@ -553,6 +569,8 @@ def make_all(
         num_images: images per split of each data set.
         lvis_categories: LVIS category count (a few hundred exercises chunked prompts).
         objects365_categories: Objects365 category count.
+        image_size: (width, height) of every image; None draws random sizes in [128, 200] (both
+            orientations, which exercises aspect-ratio grouping).
 
     Returns:
         Per data set, what its writer returned (annotation files, image folders, drawn objects); also
@@ -561,13 +579,13 @@ def make_all(
     os.makedirs(root, exist_ok=True)
     manifest = {
         "root": os.path.abspath(root),
-        "coco": write_coco(root, seed, num_images),
-        "lvis": write_lvis(root, seed, num_images, lvis_categories),
-        "odinw": write_odinw(root, seed, num_images),
-        "flickr": write_flickr(root, seed, max(2, num_images // 2)),
-        "refexp": write_refexp(root, seed, max(2, num_images // 3)),
-        "mixed": write_mixed(root, seed, num_images),
-        "objects365": write_objects365(root, seed, num_images, objects365_categories),
+        "coco": write_coco(root, seed, num_images, image_size=image_size),
+        "lvis": write_lvis(root, seed, num_images, lvis_categories, image_size=image_size),
+        "odinw": write_odinw(root, seed, num_images, image_size=image_size),
+        "flickr": write_flickr(root, seed, max(2, num_images // 2), image_size=image_size),
+        "refexp": write_refexp(root, seed, max(2, num_images // 3), image_size=image_size),
+        "mixed": write_mixed(root, seed, num_images, image_size=image_size),
+        "objects365": write_objects365(root, seed, num_images, objects365_categories, image_size=image_size),
     }
     _write_json(os.path.join(root, "manifest.json"), manifest)
     return manifest

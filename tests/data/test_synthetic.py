@@ -57,3 +57,20 @@ def test_make_all_writes_the_catalog_layout(synthetic_root):
     assert 128 <= first["width"] <= 200 and 128 <= first["height"] <= 200
     assert Image.open(os.path.join(root, "coco/val2017", first["file_name"])).size == (first["width"], first["height"])
     assert manifest["root"] == os.path.abspath(root)
+
+
+def test_tool_writes_fixed_size_images(tmp_path):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, os.path.join(repo, "tools", "make_synthetic_data.py"), "--root",
+                             str(tmp_path), "--only", "odinw,refexp", "--num-images", "3", "--image-size", "64", "48"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    files = json.loads(result.stdout)["annotation_files"]
+    assert any("annotations_without_background.json" in f for f in files)
+    assert any("finetune_refcocog_test_corrected.json" in f for f in files)
+    for f in files:
+        with open(f) as stream:
+            assert {(i["width"], i["height"]) for i in json.load(stream)["images"]} == {(64, 48)}
