@@ -10,9 +10,11 @@ the data flow in upstream-facts.md 1.5:
    the CURRENT text states, the text layer reads the CURRENT (pre-step) image tokens (unpadded, unmasked);
 4. stage outputs go through norm1..norm3 into the FPN (P3..P7); the final text states become the language dict.
 
-Step 1 does not depend on the caption; :meth:`FusionBackbone.forward_image_prefix` computes it once so that
-several prompts (LVIS chunks) can reuse it through :meth:`FusionBackbone.forward_from_prefix`
-(upstream-facts.md 12).
+Step 1 does not depend on the caption and step 2 not on the image: :meth:`FusionBackbone.forward_image_prefix`
+and :meth:`FusionBackbone.forward_text_prefix` compute them once so that several prompts (LVIS chunks) can reuse
+an image's prefix, and a fixed prompt's prefix can be reused for every image, through
+:meth:`FusionBackbone.forward_from_prefix` (upstream-facts.md 12). A prefix of batch 1 is broadcast to the
+other side's batch.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from maskrcnn_benchmark.modeling.backbone.swin import SwinTransformer
 from maskrcnn_benchmark.modeling.language_backbone.roberta import LanguageDict, aggregate_language_features
 from maskrcnn_benchmark.modeling.registry import BACKBONES, LANGUAGE_BACKBONES
 
-__all__ = ["ImagePrefix", "FusionBackbone", "build_swint_fpn_retinanet", "build_fusion_backbone",
+__all__ = ["ImagePrefix", "TextPrefix", "FusionBackbone", "build_swint_fpn_retinanet", "build_fusion_backbone",
            "FUSION_VERSIONS"]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,30 @@ class ImagePrefix(NamedTuple):
             raise ValueError(f"cannot expand an image prefix of batch {self.batch_size} to {batch_size}")
         return ImagePrefix(tuple(m.expand(batch_size, -1, -1, -1) for m in self.stage_maps),
                            self.tokens.expand(batch_size, -1, -1), self.height, self.width)
+
+
+class TextPrefix(NamedTuple):
+    """Image-independent part of the fused backbone for a batch of captions.
+
+    Attributes:
+        hidden (Tensor[B, L, D]): text states after the text layers that precede the first fused one.
+        attention_mask (Tensor[B, L]): the tokenizer's attention mask.
+    """
+
+    hidden: Tensor
+    attention_mask: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.hidden.shape[0]
+
+    def expand(self, batch_size: int) -> "TextPrefix":
+        """Repeat a single-caption prefix ``batch_size`` times (one prompt, several images)."""
+        if self.batch_size == batch_size:
+            return self
+        if self.batch_size != 1:
+            raise ValueError(f"cannot expand a text prefix of batch {self.batch_size} to {batch_size}")
+        return TextPrefix(self.hidden.expand(batch_size, -1, -1), self.attention_mask.expand(batch_size, -1))
 
 
 def _image_tensor(images) -> Tensor:
@@ -143,8 +169,18 @@ class FusionBackbone(nn.Module):
             x = stage3.run_block(j, x, h, w, mask)
         return ImagePrefix(tuple(maps), x, h, w)
 
-    def _embed_text(self, input_ids: Tensor, key_mask: Tensor) -> Tensor:
+    def forward_text_prefix(self, tokenizer_input: Mapping[str, Tensor]) -> TextPrefix:
+        """Run the image-independent text part (embeddings [+ prompt tuning] .. text layers before fusion).
+
+        Args:
+            tokenizer_input: ``{"input_ids": LongTensor[B, L], "attention_mask": Tensor[B, L]}``.
+        """
         model = self.language_backbone.body.model
+        input_ids, attention_mask = tokenizer_input["input_ids"], tokenizer_input["attention_mask"]
+        if input_ids.shape != attention_mask.shape:
+            raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask "
+                             f"{tuple(attention_mask.shape)} differ in shape")
+        key_mask = model.get_extended_attention_mask(attention_mask)
         text = model.embeddings(input_ids)
         if self.add_linear_layer:
             length = text.shape[1]
@@ -153,25 +189,29 @@ class FusionBackbone(nn.Module):
             text = text + self.tunable_linear.weight[:length].unsqueeze(0)
         for i in range(self.num_pre_fusion_text_layers):
             text = model.run_layer(i, text, key_mask)
-        return text
+        return TextPrefix(text, attention_mask)
 
-    def forward_from_prefix(self, prefix: ImagePrefix, tokenizer_input: Mapping[str, Tensor]
+    def forward_from_prefix(self, prefix: ImagePrefix, text: Union[Mapping[str, Tensor], TextPrefix]
                             ) -> Tuple[Tuple[Tensor, ...], LanguageDict]:
         """Finish the forward pass from :meth:`forward_image_prefix`'s result.
 
         Args:
-            prefix: image prefix of batch B, or of batch 1 (repeated for every caption).
-            tokenizer_input: ``{"input_ids": LongTensor[B, L], "attention_mask": Tensor[B, L]}``.
+            prefix: image prefix of batch B (or 1, broadcast to the captions' batch).
+            text: ``{"input_ids": LongTensor[B, L], "attention_mask": Tensor[B, L]}``, or a :class:`TextPrefix`
+                from :meth:`forward_text_prefix` (batch B, or 1 broadcast to the images' batch).
 
         Returns:
             (FPN maps P3..P7 as Tensor[B, C_fpn, H_l, W_l], language dict) as :meth:`forward`.
         """
-        input_ids, attention_mask = tokenizer_input["input_ids"], tokenizer_input["attention_mask"]
-        prefix = prefix.expand(input_ids.shape[0])
+        if not isinstance(text, TextPrefix):
+            text = self.forward_text_prefix(text)
+        batch = max(prefix.batch_size, text.batch_size)
+        prefix, text_prefix = prefix.expand(batch), text.expand(batch)
+        attention_mask = text_prefix.attention_mask
         body = self.backbone.body
         text_model = self.language_backbone.body.model
         key_mask = text_model.get_extended_attention_mask(attention_mask)
-        text = self._embed_text(input_ids, key_mask)
+        text = text_prefix.hidden
         x, h, w = prefix.tokens, prefix.height, prefix.width
         maps = list(prefix.stage_maps)
         step = self.num_pre_fusion_text_layers

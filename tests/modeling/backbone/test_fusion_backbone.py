@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from maskrcnn_benchmark.modeling.backbone.fpn import FPN, DropBlock2D, LastLevelP6P7
-from maskrcnn_benchmark.modeling.backbone.fusion_backbone import FusionBackbone, ImagePrefix
+from maskrcnn_benchmark.modeling.backbone.fusion_backbone import FusionBackbone, ImagePrefix, TextPrefix
 from maskrcnn_benchmark.modeling.backbone.swin import SwinTransformer
 from maskrcnn_benchmark.modeling.language_backbone.roberta import RobertaArch, RobertaFusedEncoder
 
@@ -235,6 +235,25 @@ def test_single_image_prefix_serves_several_prompts():
             torch.testing.assert_close(lang["hidden"][i:i + 1], ref_lang["hidden"], rtol=1e-5, atol=1e-5)
         with pytest.raises(ValueError, match="expand"):
             model.forward_from_prefix(model.forward_image_prefix(images[:2]), tok)
+
+
+def test_single_caption_prefix_serves_several_images():
+    model = tiny()
+    set_alphas(model, image=0.3, text=0.3)
+    tok, images = inputs(batch=2)
+    caption = {k: v[1:2] for k, v in tok.items()}  # the padded caption
+    with torch.no_grad():
+        text_prefix = model.forward_text_prefix(caption)
+        assert isinstance(text_prefix, TextPrefix) and text_prefix.hidden.shape == (1, 8, 32)
+        feats, lang = model.forward_from_prefix(model.forward_image_prefix(images), text_prefix)
+        for i in range(2):
+            ref_feats, ref_lang = model(caption, images[i:i + 1])
+            for a, b in zip(feats, ref_feats):
+                torch.testing.assert_close(a[i:i + 1], b, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(lang["hidden"][i:i + 1], ref_lang["hidden"], rtol=1e-5, atol=1e-5)
+        assert lang["masks"].shape == (2, 8)
+    with pytest.raises(ValueError, match="differ in shape"):
+        model.forward_text_prefix({"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"][:, :4]})
 
 
 def test_v3_query_norm_changes_result():
