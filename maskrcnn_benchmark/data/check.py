@@ -4,8 +4,10 @@ Usage::
 
     python -m maskrcnn_benchmark.data.check coco_2017_val flickr30k_test
     DATASET=/data python -m maskrcnn_benchmark.data.check --all
-    python -m maskrcnn_benchmark.data.check val test --config-file configs/odinw/Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml
-    python -m maskrcnn_benchmark.data.check lvis_evaluation_mini_val --config-file configs/lvis/minival.yaml --open-images
+    python -m maskrcnn_benchmark.data.check val test \
+        --config-file configs/odinw/Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml
+    python -m maskrcnn_benchmark.data.check lvis_evaluation_mini_val --config-file configs/lvis/minival.yaml \
+        --open-images
 
 Names are paths-catalog names (``DATASETS.REGISTER`` entries of ``--config-file`` are added first). Relative
 paths are searched under ``./``, ``$DATASET``, ``./DATASET``, ``./OUTPUT``, ``./data``, ``./MODEL``. The exit

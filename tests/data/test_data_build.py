@@ -3,7 +3,6 @@
 import os
 
 import pytest
-import torch
 
 from maskrcnn_benchmark.config import cfg as base_cfg
 from maskrcnn_benchmark.data.build import build_dataset, compute_max_iter, make_data_loader
@@ -38,7 +37,8 @@ def test_pretraining_mix_loader(data_cfg):
     assert len(batches) == 4
     for images, targets, ids, positive_map, positive_map_eval in batches:
         assert isinstance(images, ImageList)
-        assert images.tensors.shape[0] == 2 and images.tensors.shape[-1] % 32 == 0 and images.tensors.shape[-2] % 32 == 0
+        batch_size, _, height, width = images.tensors.shape
+        assert batch_size == 2 and height % 32 == 0 and width % 32 == 0
         assert positive_map.shape == (sum(len(t) for t in targets), 256)
         assert all(t.has_field("caption") for t in targets)
         assert positive_map_eval is None

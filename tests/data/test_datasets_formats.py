@@ -1,6 +1,5 @@
 """Every data set class reads its synthetic copy; malformed records give errors naming file and record."""
 
-import copy
 import json
 import os
 import random
@@ -41,7 +40,8 @@ def test_coco_detection_boxes_and_labels_match_the_drawing(synthetic_root):
         objects = manifest["coco"]["objects"]["val2017"][info["file_name"]]
         assert sorted(_xyxy(target)) == sorted(box for _, box in objects)
         names = {tuple(b): n for n, b in objects}
-        assert [names[tuple(b)] for b in _xyxy(target)] == [ds.categories()[k] for k in target.get_field("labels").tolist()]
+        labels = target.get_field("labels").tolist()
+        assert [names[tuple(b)] for b in _xyxy(target)] == [ds.categories()[k] for k in labels]
         assert target.get_field("orig_size") == (info["height"], info["width"])
 
 
@@ -157,8 +157,8 @@ def test_refexp_and_mixed(synthetic_root, bpe_tokenizer):
     assert len(target) == 1 and target.get_field("caption").startswith("the ")
     assert _xyxy(target)[0] in [b for _, b in ref["objects"][ds.get_img_info(0)["file_name"]]]
     mixed = manifest["mixed"]
-    ds = MixedDataset(mixed["img_dirs"]["coco"], mixed["img_dirs"]["vg"], mixed["ann_files"]["final_mixed_train_no_coco.json"],
-                      tokenizer=bpe_tokenizer, is_train=True)
+    ds = MixedDataset(mixed["img_dirs"]["coco"], mixed["img_dirs"]["vg"],
+                      mixed["ann_files"]["final_mixed_train_no_coco.json"], tokenizer=bpe_tokenizer, is_train=True)
     sources = {ds.get_img_info(i)["data_source"]: ds.image_path(i) for i in range(len(ds))}
     assert "gqa" in sources["vg"] and "refcoco" in sources["coco"]
     for i in range(len(ds)):
@@ -184,7 +184,8 @@ def _write_variant(tmp_path, source, mutate, name="bad.json"):
         (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), r"annotation \d+ \(image \d+\): bbox must be 4"),
         (lambda d: d["annotations"][0].update(bbox=[1, 2, -3, 4]), r"negative width or height"),
         (lambda d: d["annotations"][0].update(bbox=[1, 2, float("nan"), 4]), r"bbox must be 4 finite numbers"),
-        (lambda d: d["annotations"][0].update(category_id=999), r"annotation \d+ \(image \d+\): unknown category id 999"),
+        (lambda d: d["annotations"][0].update(category_id=999),
+         r"annotation \d+ \(image \d+\): unknown category id 999"),
         (lambda d: d["annotations"][0].update(image_id=424242), r"image id 424242 is not in 'images'"),
         (lambda d: d["images"][0].pop("width"), r"image \d+: missing key 'width'"),
         (lambda d: d.pop("categories"), r"missing key 'categories'"),
@@ -201,7 +202,8 @@ def test_malformed_detection_annotations(synthetic_root, tmp_path, mutate, messa
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda d: d["annotations"][0].update(tokens_positive=[[5, 5]]), r"tokens_positive: character span \[5, 5\] is empty"),
+        (lambda d: d["annotations"][0].update(tokens_positive=[[5, 5]]),
+         r"tokens_positive: character span \[5, 5\] is empty"),
         (lambda d: d["annotations"][0].update(tokens_positive=[[0, 999]]), r"outside the caption"),
         (lambda d: d["annotations"][0].pop("tokens_positive"), r"missing key 'tokens_positive'"),
         (lambda d: d["images"][0].pop("caption"), r"image \d+: missing key 'caption'"),

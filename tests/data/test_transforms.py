@@ -93,7 +93,8 @@ def test_to_tensor_and_normalise_match_torchvision_bitwise():
     # a pure red pixel becomes BGR (0, 0, 255) before normalising
     red = Image.new("RGB", (1, 1), (255, 0, 0))
     value, _ = Normalize(mean, std)(ToTensor()(red)[0])
-    torch.testing.assert_close(value.flatten(), torch.tensor([-103.53 / 57.375, -116.28 / 57.12, (255 - 123.675) / 58.395]))
+    expected = torch.tensor([-103.53 / 57.375, -116.28 / 57.12, (255 - 123.675) / 58.395])
+    torch.testing.assert_close(value.flatten(), expected)
     rgb, _ = Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], to_bgr255=False)(ToTensor()(red)[0])
     torch.testing.assert_close(rgb.flatten(), torch.tensor([1.0, -1.0, -1.0]))
     with pytest.raises(ValueError, match="std must be positive"):

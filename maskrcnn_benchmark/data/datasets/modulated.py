@@ -9,8 +9,7 @@ with ``tokens_positive`` spans into the caption.
 from __future__ import annotations
 
 import logging
-import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 
