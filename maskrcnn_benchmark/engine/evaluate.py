@@ -148,6 +148,7 @@ def evaluate_checkpoint(base_cfg, weight: Optional[str], task_configs: Sequence[
     model.eval()
     output_root = os.path.join(base_cfg.OUTPUT_DIR, "eval", weight_name(weight))
     results: Dict[str, Dict[str, Any]] = {}
+    evaluated: set = set()
     for task in list(task_configs) or [None]:
         name = task or (config_file or "model config")
         cfg = prepare_task_config(base_cfg, _task_cfg(base_cfg, task, config_file, opts), name)
@@ -155,7 +156,12 @@ def evaluate_checkpoint(base_cfg, weight: Optional[str], task_configs: Sequence[
         cfg.freeze()
         apply_postprocessing(model, cfg)
         logger.info("task %s: data sets %s", name, list(cfg.DATASETS.TEST))
-        results[name] = evaluate_datasets(cfg, model, distributed, device, output_root)
+        root = output_root
+        if any(dataset in evaluated for dataset in cfg.DATASETS.TEST):
+            # The same data set under another task config (e.g. other post-processing): keep both outputs.
+            root = os.path.join(output_root, os.path.splitext(os.path.basename(name))[0])
+        evaluated.update(cfg.DATASETS.TEST)
+        results[name] = evaluate_datasets(cfg, model, distributed, device, root)
     summary = summarize_results(results, [t for t in task_configs if is_odinw_task(t)])
     if is_main_process():
         atomic_write_text(os.path.join(output_root, "summary.json"), json.dumps(summary, indent=2, default=str))
