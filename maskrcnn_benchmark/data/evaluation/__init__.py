@@ -45,7 +45,7 @@ from .base import DatasetEvaluator, write_json_atomic
 from .coco import CocoEvaluator, evaluate_coco_bbox
 from .flickr import FlickrEvaluator, evaluate_flickr
 from .lvis import LvisEvaluator, evaluate_lvis
-from .odinw import ODINW_13, ODINW_35, format_odinw_table, odinw_average
+from .odinw import ODINW_13, ODINW_35, collect_odinw_results, format_odinw_table, odinw_average
 from .refexp import RefExpEvaluator, evaluate_refexp
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "evaluate_flickr",
     "evaluate_refexp",
     "odinw_average",
+    "collect_odinw_results",
     "format_odinw_table",
     "ODINW_13",
     "ODINW_35",

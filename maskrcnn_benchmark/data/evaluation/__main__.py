@@ -6,7 +6,8 @@
     python -m maskrcnn_benchmark.data.evaluation flickr --gt DATASET/flickr30k/flickr30k --subset test --predictions predictions.json [--merged]
     python -m maskrcnn_benchmark.data.evaluation odinw  --results results.json [--which 35] [--allow-missing]
 
-For "odinw", ``results.json`` maps data set names (or task yaml paths) to AP or to a metrics dict with "AP".
+For "odinw", ``results.json`` is test_grounding_net.py's ``summary.json``, finetune.py's ``finetune_results.json``,
+or a mapping of data set names (or task yaml paths) to AP or to a metrics dict with "AP".
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import List, Optional
 
 from . import evaluate, format_odinw_table, odinw_average
 from .base import read_json, write_json_atomic
+from .odinw import collect_odinw_results
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +47,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.kind == "odinw":
         if not args.results:
             raise SystemExit("odinw needs --results")
-        report = odinw_average(read_json(args.results), which=args.which, allow_missing=args.allow_missing)
+        results = collect_odinw_results(read_json(args.results))
+        report = odinw_average(results, which=args.which, allow_missing=args.allow_missing)
         print(format_odinw_table(report), file=sys.stderr)
         metrics = report
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-__all__ = ["ODINW_13", "ODINW_35", "odinw_names", "odinw_average", "format_odinw_table"]
+__all__ = ["ODINW_13", "ODINW_35", "odinw_names", "odinw_average", "format_odinw_table", "collect_odinw_results"]
 
 ODINW_13 = (
     "AerialMaritimeDrone_large",
@@ -96,6 +96,29 @@ def _ap_of(value: Any, name: str) -> float:
     if value is None:
         raise ValueError(f"result for {name} has AP None (no ground truth scored)")
     return float(value)
+
+
+def collect_odinw_results(results: Mapping[str, Any]) -> Dict[str, Any]:
+    """Per-task AP from what the tools write, keyed by task (yaml path or stem).
+
+    Accepts ``tools/test_grounding_net.py``'s ``summary.json`` (``{"tasks": {task: {data set: metrics}}}``;
+    a task's "test" result is used when it has one, else its only result), ``tools/finetune.py``'s
+    ``finetune_results.json`` (``{"task_means": {task: AP}}``; tasks without a value are left out, so they
+    count as missing), or a plain ``{task: AP or metrics}`` mapping (returned unchanged).
+    """
+    if "task_means" in results:
+        return {task: value for task, value in results["task_means"].items() if value is not None}
+    if "tasks" not in results:
+        return dict(results)
+    collected = {}
+    for task, datasets in results["tasks"].items():
+        if "test" in datasets:
+            collected[task] = datasets["test"]
+        elif len(datasets) == 1:
+            collected[task] = next(iter(datasets.values()))
+        else:
+            raise ValueError(f"task {task} has results for {sorted(datasets)}; cannot tell which one to average")
+    return collected
 
 
 def odinw_average(

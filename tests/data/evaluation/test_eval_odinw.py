@@ -1,6 +1,12 @@
 import pytest
 
-from maskrcnn_benchmark.data.evaluation.odinw import ODINW_13, ODINW_35, format_odinw_table, odinw_average
+from maskrcnn_benchmark.data.evaluation.odinw import (
+    ODINW_13,
+    ODINW_35,
+    collect_odinw_results,
+    format_odinw_table,
+    odinw_average,
+)
 
 
 def test_lists_have_13_and_35_distinct_names_and_13_is_a_subset():
@@ -43,3 +49,16 @@ def test_bad_inputs():
         odinw_average({}, which=14)
     with pytest.raises(ValueError, match="has no 'AP'"):
         odinw_average({name: {"AP50": 1.0} for name in ODINW_13})
+
+
+def test_results_written_by_the_tools_are_collected():
+    summary = {"tasks": {f"configs/odinw_13/{name}.yaml": {"val": {"AP": 10.0}} for name in ODINW_13}}
+    summary["tasks"][f"configs/odinw_13/{ODINW_13[1]}.yaml"] = {"val": {"AP": 1.0}, "test": {"AP": 36.0}}
+    assert odinw_average(collect_odinw_results(summary))["average"] == pytest.approx(12.0)
+    finetune = {"task_means": {f"configs/odinw_13/{name}.yaml": 20.0 for name in ODINW_13}, "average": 20.0}
+    finetune["task_means"][f"configs/odinw_13/{ODINW_13[3]}.yaml"] = None
+    with pytest.raises(ValueError, match="missing 1: EgoHands_generic"):
+        odinw_average(collect_odinw_results(finetune))
+    ambiguous = {"tasks": {"configs/odinw_13/pothole.yaml": {"val": {"AP": 1.0}, "minival": {"AP": 2.0}}}}
+    with pytest.raises(ValueError, match="cannot tell which one"):
+        collect_odinw_results(ambiguous)
