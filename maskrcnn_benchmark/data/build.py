@@ -41,7 +41,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _TOKENIZER_FACTORIES = {
-    "CocoGrounding", "Objects365Grounding", "ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset",
+    "CocoGrounding", "Objects365Grounding", "CocoDetectionTSV", "ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset",
 }
 _DETECTION_FACTORIES = {"COCODataset", "CocoGrounding", "LvisDetection", "Objects365Grounding"}
 
@@ -114,16 +114,17 @@ def _factory_args(cfg: Any, factory: str, is_train: bool, tokenizer_cache: Dict[
     if factory in _TOKENIZER_FACTORIES:
         args["tokenizer"] = _tokenizer(cfg, tokenizer_cache)
         args["max_query_len"] = int(cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN)
-    if factory in ("CocoGrounding", "Objects365Grounding"):
+    if factory in ("CocoGrounding", "Objects365Grounding", "CocoDetectionTSV"):
         args.update(
             separation_tokens=d.SEPARATION_TOKENS,
             disable_shuffle=bool(d.DISABLE_SHUFFLE),
             add_detection_prompt=bool(d.ADD_DET_PROMPT),
             caption_prompt=_caption_prompt(cfg),
-            special_safeguard_for_coco_grounding=bool(d.SPECIAL_SAFEGUARD_FOR_COCO_GROUNDING),
             random_sample_negative=int(d.RANDOM_SAMPLE_NEG),
         )
-    if factory == "Objects365Grounding":
+    if factory == "CocoGrounding":
+        args["special_safeguard_for_coco_grounding"] = bool(d.SPECIAL_SAFEGUARD_FOR_COCO_GROUNDING)
+    if factory in ("Objects365Grounding", "CocoDetectionTSV"):
         args["control_probabilities"] = tuple(d.CONTROL_PROB)
     if factory in ("ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset"):
         args["is_train"] = is_train
@@ -154,11 +155,6 @@ def build_dataset(
     full_name = name + suffix
     spec = catalog.get(full_name)
     factory = spec["factory"]
-    if factory == "CocoDetectionTSV":
-        raise ValueError(
-            f"dataset {full_name!r}: the Objects365 TSV format is not supported; provide the Objects365 COCO JSON "
-            "(see DATASET.md, 'Objects365') so the catalog uses Objects365Grounding"
-        )
     cls = getattr(D, factory, None)
     if cls is None:
         raise ValueError(f"dataset {full_name!r}: no dataset class {factory!r} in maskrcnn_benchmark.data.datasets")

@@ -100,6 +100,43 @@ def _flickr_entities_problems(name: str) -> List[str]:
     return problems
 
 
+def _check_tsv(yaml_file: str, open_images: bool, report: Dict[str, Any]) -> List[str]:
+    """Problems of an Objects365 TSV set: missing parts, bad label rows, out-of-range line list, bad images."""
+    from .datasets.tsv import CocoDetectionTSV
+
+    try:
+        ds = CocoDetectionTSV(yaml_file)
+    except (FileNotFoundError, ValueError) as e:
+        return [str(e)]
+    problems: List[str] = []
+    rows = len(ds.label_tsv)
+    if len(ds.img_tsv) != rows:
+        problems.append(f"{ds.img_tsv.path} has {len(ds.img_tsv)} rows, {ds.label_tsv.path} has {rows}")
+    bad = []
+    for line in range(rows):
+        try:
+            ds._objects(line)
+        except ValueError as e:
+            bad.append(str(e))
+    if bad:
+        problems.append(f"{len(bad)} malformed label rows, e.g. {bad[:3]}")
+    if ds.line_list is not None:
+        outside = [n for n in ds.line_list if not 0 <= n < rows]
+        if outside:
+            problems.append(f"line list names {len(outside)} rows outside 0..{rows - 1}, e.g. {outside[:3]}")
+    if open_images:
+        for line in range(len(ds.img_tsv)):
+            try:
+                ds._image(line)
+            except OSError as e:
+                bad.append(str(e))
+                problems.append(str(e))
+                if len(problems) > _MAX_LISTED:
+                    break
+    report.update(num_images=rows, num_annotations=sum(len(ds._objects(i)) for i in range(rows)) if not bad else -1)
+    return problems
+
+
 def check_dataset(name: str, open_images: bool = False) -> Dict[str, Any]:
     """Report on one catalog name.
 
@@ -130,7 +167,8 @@ def check_dataset(name: str, open_images: bool = False) -> Dict[str, Any]:
             report["problems"].append(f"{key} {rel_paths[key]!r} not found under any data root")
     ann_file = paths.get("ann_file")
     if factory == "CocoDetectionTSV":
-        report["problems"].append("Objects365 TSV format is not supported; provide the COCO JSON copy")
+        if paths.get("yaml_path"):
+            report["problems"].extend(_check_tsv(paths["yaml_path"], open_images, report))
     elif ann_file:
         try:
             annotations = CocoStyleAnnotations(ann_file, require_categories=factory not in _GROUNDING,

@@ -16,6 +16,7 @@ gives back ``[x1, y1, x2, y2]``.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ __all__ = [
     "write_refexp",
     "write_mixed",
     "write_objects365",
+    "write_objects365_tsv",
     "make_all",
 ]
 
@@ -553,6 +555,58 @@ def write_objects365(root: str, seed: int = 0, num_images: int = 12, num_categor
             "categories": {c["id"]: c["name"] for c in cats}}
 
 
+def _write_tsv(path: str, rows: Sequence[Sequence[str]]) -> None:
+    """Write a TSV and its ``.lineidx`` (byte offset of every row)."""
+    offsets, pos = [], 0
+    with open(path, "wb") as f:
+        for row in rows:
+            line = ("\t".join(row) + "\n").encode("utf-8")
+            offsets.append(pos)
+            f.write(line)
+            pos += len(line)
+    with open(os.path.splitext(path)[0] + ".lineidx", "w", encoding="utf-8") as f:
+        f.write("".join(f"{o}\n" for o in offsets))
+
+
+def write_objects365_tsv(root: str, json_manifest: Dict[str, Any]) -> Dict[str, Any]:
+    """Objects365 in upstream's TSV form, from the COCO-JSON copy written by :func:`write_objects365`:
+    ``Objects365/objects365_train_vgoiv6.cas2000.yaml`` naming ``images.tsv`` (key, base64 JPEG),
+    ``train.label.tsv`` (key, JSON list of {"rect": [x1, y1, x2, y2], "class": name}), ``train.hw.tsv``,
+    ``train.label.linelist.cas.2000.tsv`` (row numbers; the first row is listed twice, as class-aware
+    sampling repeats rows) and ``object365_vgoiv6_class2ind.json`` (name -> index), each TSV with its
+    ``.lineidx``.
+    """
+    folder = os.path.join(root, "Objects365")
+    data = load_json(json_manifest["ann_files"]["train"])
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    anns: Dict[int, List[Dict[str, Any]]] = {}
+    for ann in data["annotations"]:
+        x, y, w, h = ann["bbox"]
+        anns.setdefault(ann["image_id"], []).append({"rect": [x, y, x + w - 1, y + h - 1],
+                                                     "class": names[ann["category_id"]]})
+    image_rows, label_rows, hw_rows = [], [], []
+    for img in data["images"]:
+        key = os.path.splitext(img["file_name"])[0]
+        with open(os.path.join(json_manifest["img_dirs"]["train"], img["file_name"]), "rb") as f:
+            image_rows.append([key, base64.b64encode(f.read()).decode("ascii")])
+        label_rows.append([key, json.dumps(anns.get(img["id"], []))])
+        hw_rows.append([key, json.dumps([{"height": img["height"], "width": img["width"]}])])
+    _write_tsv(os.path.join(folder, "images.tsv"), image_rows)
+    _write_tsv(os.path.join(folder, "train.label.tsv"), label_rows)
+    _write_tsv(os.path.join(folder, "train.hw.tsv"), hw_rows)
+    linelist = os.path.join(folder, "train.label.linelist.cas.2000.tsv")
+    with open(linelist, "w", encoding="utf-8") as f:
+        f.write("".join(f"{i}\n" for i in list(range(len(label_rows))) + [0]))
+    _write_json(os.path.join(folder, "object365_vgoiv6_class2ind.json"),
+                {name: cid for cid, name in sorted(names.items())})
+    yaml_file = os.path.join(folder, "objects365_train_vgoiv6.cas2000.yaml")
+    with open(yaml_file, "w", encoding="utf-8") as f:
+        f.write("img: images.tsv\nlabel: train.label.tsv\nhw: train.hw.tsv\n"
+                "linelist: train.label.linelist.cas.2000.tsv\nlabelmap: object365_vgoiv6_class2ind.json\n")
+    return {"yaml_file": yaml_file, "num_rows": len(label_rows) + 1,
+            "objects": {os.path.splitext(k)[0]: v for k, v in json_manifest["objects"]["train"].items()}}
+
+
 def make_all(
     root: str,
     seed: int = 0,
@@ -587,5 +641,6 @@ def make_all(
         "mixed": write_mixed(root, seed, num_images, image_size=image_size),
         "objects365": write_objects365(root, seed, num_images, objects365_categories, image_size=image_size),
     }
+    manifest["objects365_tsv"] = write_objects365_tsv(root, manifest["objects365"])
     _write_json(os.path.join(root, "manifest.json"), manifest)
     return manifest

@@ -32,7 +32,7 @@ def test_pretraining_mix_loader(data_cfg):
     cfg.DATASETS.RANDOM_SAMPLE_NEG = 85
     cfg.DATALOADER.ASPECT_RATIO_GROUPING = False
     loader = make_data_loader(cfg, is_train=True)
-    assert loader.dataset_length == 6 + 3 * 2 + 6  # flickr: 3 images x 2 sentences
+    assert loader.dataset_length == 6 + 3 * 2 + 7  # flickr: 3 images x 2 sentences; O365 TSV: 6 rows + 1 repeat
     batches = list(loader)
     assert len(batches) == 4
     for images, targets, ids, positive_map, positive_map_eval in batches:

@@ -14,7 +14,7 @@ def test_complete_synthetic_copy_passes(synthetic_root, monkeypatch, capsys):
     monkeypatch.setenv("DATASET", root)
     assert main(["coco_2017_val", "flickr30k_test", "mixed_train_no_coco", "object365_dt_train", "refcocog_test"]) == 0
     out = capsys.readouterr().out
-    assert "object365_dt_train: OK [Objects365Grounding]" in out
+    assert "object365_dt_train: OK [CocoDetectionTSV]" in out
     aquarium = os.path.join(REPO, "configs", "odinw", "Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml")
     assert main(["val", "test", "--config-file", aquarium, "--open-images", "--json"]) == 0
     reports = json.loads(capsys.readouterr().out)

@@ -6,10 +6,12 @@ from .flickr_entities import FlickrEntities
 from .lvis import LvisDetection
 from .modulated import FlickrDataset, MixedDataset, ModulatedDataset, RefExpDataset
 from .objects365 import Objects365Grounding
+from .tsv import CocoDetectionTSV
 from .wrappers import ConcatDataset, RepeatedDataset, SeededDataset
 
 __all__ = [
     "COCODataset",
+    "CocoDetectionTSV",
     "CocoGrounding",
     "ConcatDataset",
     "FlickrDataset",

@@ -4,7 +4,8 @@ Upstream reads Objects365 from TSV files; the caption recipe is what matters for
 here: boxes of positive classes that overflow the 254-token budget are dropped, then the caption holds all
 positive names plus a number of sampled negative names chosen by ``DATASETS.CONTROL_PROB`` (see
 ``od_to_grounding.sample_num_negatives``; its 4th value is treated as 0), up to ``DATASETS.RANDOM_SAMPLE_NEG``.
-The JSON is the official Objects365 (v1 or v2) COCO-format file; the TSV format is not supported.
+The JSON is the official Objects365 (v1 or v2) COCO-format file; upstream's TSV files are read by
+:class:`~.tsv.CocoDetectionTSV`.
 """
 
 from __future__ import annotations
