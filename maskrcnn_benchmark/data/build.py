@@ -41,7 +41,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _TOKENIZER_FACTORIES = {
-    "CocoGrounding", "Objects365Grounding", "CocoDetectionTSV", "ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset",
+    "CocoGrounding", "Objects365Grounding", "CocoDetectionTSV",
+    "ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset",
 }
 _DETECTION_FACTORIES = {"COCODataset", "CocoGrounding", "LvisDetection", "Objects365Grounding"}
 
