@@ -39,9 +39,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+# Untouched copy taken at import: scripts written for upstream merge into the global ``cfg`` in place, which must
+# not leak into configs built later in the same process.
+_PRISTINE_DEFAULTS = cfg.clone()
+
+
 def get_cfg() -> CfgNode:
-    """A fresh, mutable copy of the defaults."""
-    fresh = cfg.clone()
+    """A fresh, mutable copy of the defaults (unaffected by merges into the global ``cfg``)."""
+    fresh = _PRISTINE_DEFAULTS.clone()
     fresh.defrost()
     return fresh
 

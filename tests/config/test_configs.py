@@ -331,3 +331,28 @@ def test_config_cli_shows_changes_and_fails_cleanly(capsys):
     assert main(["--config-file", str(PRETRAIN), "MODEL.FOO", "1"]) == 1
     assert "unknown config key MODEL.FOO" in capsys.readouterr().err
     assert main(["--config-file", "missing.yaml"]) == 1
+
+
+def test_dumped_config_merges_back_identically(tmp_path):
+    """Tools save the merged config as config.yaml; merging that file into the defaults restores it."""
+    aquarium = str(CONFIGS / "odinw" / "Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml")
+    merged = load_config(str(PRETRAIN), task_configs=[aquarium], opts=["DATASETS.USE_CAPTION_PROMPT", "True"])
+    path = tmp_path / "config.yaml"
+    path.write_text(merged.dump())
+    restored = get_cfg()
+    restored.merge_from_file(str(path))
+    assert dict(restored.iter_leaves()) == dict(merged.iter_leaves())
+    assert restored.DATASETS.CAPTION_PROMPT[2]["suffix"] == " , which is black and white"
+
+
+def test_global_cfg_is_the_defaults_and_get_cfg_is_isolated():
+    from maskrcnn_benchmark.config import cfg
+
+    assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"  # upstream default, FIBER values come from yamls
+    saved = cfg.clone()
+    try:
+        cfg.merge_from_list(["TEST.IMS_PER_BATCH", "3"])  # upstream scripts merge into the global in place
+        assert get_cfg().TEST.IMS_PER_BATCH == 16
+    finally:
+        cfg.merge_from_other_cfg(saved)
+    assert cfg.TEST.IMS_PER_BATCH == 16
