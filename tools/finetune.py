@@ -56,7 +56,7 @@ def main(args) -> int:
         parse_shot_epoch_copy,
         run_finetune,
     )
-    from maskrcnn_benchmark.utils.distributed import init_distributed_from_env, is_main_process
+    from maskrcnn_benchmark.utils.distributed import init_distributed_from_env
 
     distributed = init_distributed_from_env()
     cfg = load_config(args.config_file, args.opts)
@@ -73,11 +73,9 @@ def main(args) -> int:
     opts = list(args.opts or [])
     if os.environ.get("AMLT_OUTPUT_DIR"):
         opts += ["OUTPUT_DIR", cfg.OUTPUT_DIR]
-    output = run_finetune(args.config_file, opts, tasks, parse_shot_epoch_copy(
+    run_finetune(args.config_file, opts, tasks, parse_shot_epoch_copy(
         args.custom_shot_and_epoch_and_general_copy), seeds, cfg.OUTPUT_DIR, options, distributed,
         resolve_device(cfg))
-    if is_main_process():
-        print(output["table"])
     return 0
 
 

@@ -150,7 +150,8 @@ def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> Dict[s
         model, train_summary = train(cfg, distributed, device, use_tensorboard=options.use_tensorboard,
                                      skip_optimizer_resume=options.skip_optimizer_resume)
         summary = {"trained": True, "iterations": train_summary["iteration"],
-                   "best_val_metric": train_summary["best_metric"]}
+                   "best_val_metric": train_summary["best_metric"],
+                   "train_image_ids": train_summary.get("train_image_ids")}
     results: Dict[str, Any] = {"summary": summary}
     if not options.skip_test:
         results["final"] = evaluate_datasets(cfg, model, distributed, device, os.path.join(cfg.OUTPUT_DIR, "eval"))

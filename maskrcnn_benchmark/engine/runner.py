@@ -139,6 +139,26 @@ def _train_loader(cfg, distributed: bool, start_iter: int):
     return make_data_loader(cfg, is_train=True, is_distributed=distributed, start_iter=start_iter)
 
 
+def train_image_ids(loader) -> Optional[List[int]]:
+    """Sorted json image ids of the training set (through copy/concat/seeding wrappers), or None if unknown.
+
+    Logged and returned by :func:`train` so a few-shot run shows which images it trained on.
+    """
+    found: set = set()
+    stack = [getattr(loader, "dataset", None)]
+    while stack:
+        dataset = stack.pop()
+        if dataset is None:
+            continue
+        if hasattr(dataset, "ids") and not hasattr(dataset, "datasets"):
+            found.update(int(i) for i in dataset.ids)
+            continue
+        stack.extend(getattr(dataset, "datasets", []) or [])
+        inner = dataset.__dict__.get("dataset") if hasattr(dataset, "__dict__") else None
+        stack.append(inner)
+    return sorted(found) if found else None
+
+
 def _nan_dumper(cfg, model):
     def dump(iteration: int) -> None:
         path = os.path.join(cfg.OUTPUT_DIR, f"nan_debug_{iteration:07d}.pth")
@@ -183,12 +203,17 @@ def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = 
     start_iter = int(arguments.get("iteration", 0))
     if start_iter > 0:
         loader = _train_loader(cfg, distributed, start_iter=start_iter)
+    image_ids = train_image_ids(loader)
+    if image_ids is not None:
+        logger.info("training on %d images (ids %s%s)", len(image_ids), image_ids[:20],
+                    " ..." if len(image_ids) > 20 else "")
     wrapped = _wrap_ddp(model, cfg, device)
     validator = _make_validator(cfg, distributed, device)
     summary = do_train(
         cfg, wrapped, loader, optimizer, scheduler, checkpointer, device,
         resolve_checkpoint_period(cfg, int(cfg.SOLVER.MAX_ITER)), arguments, validator=validator, model_ema=ema,
         use_tensorboard=use_tensorboard, on_nan=_nan_dumper(cfg, model) if debug_nan_checkpoint else None)
+    summary["train_image_ids"] = image_ids
     return model, summary
 
 
