@@ -12,8 +12,8 @@ Like upstream, the derived value is written to ``cfg.SOLVER.MAX_ITER`` and ``cfg
 (a frozen cfg is defrosted for that and frozen again; the change is logged), and it is also available as
 ``loader.max_iter`` / from :func:`compute_max_iter` for callers that keep their cfg untouched.
 
-Test: one loader per ``DATASETS.TEST`` name, sequential order (sharded, not shuffled, with several
-processes), ``TEST.IMS_PER_BATCH / world size`` images per batch.
+Test: one loader per ``DATASETS.TEST`` name, sequential order (with several processes: strided shards, each
+image exactly once, no padding duplicates), ``TEST.IMS_PER_BATCH / world size`` images per batch.
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def make_data_loader(
     if not is_train:
         loaders = []
         for dataset in datasets:
-            sampler = (DistributedSampler(dataset, world, this_rank, shuffle=False) if world > 1
+            sampler = (DistributedSampler(dataset, world, this_rank, shuffle=False, pad=False) if world > 1
                        else torch.utils.data.SequentialSampler(dataset))
             batch_sampler = torch.utils.data.BatchSampler(sampler, per_gpu, drop_last=False)
             loaders.append(torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler,

@@ -27,6 +27,9 @@ def test_distributed_sampler_shards_are_disjoint_and_deterministic():
     again.set_epoch(3)
     assert list(again) != parts[1]
     assert list(DistributedSampler(data, 1, 0, shuffle=False)) == data
+    unpadded = [list(DistributedSampler(data, 3, r, shuffle=False, pad=False)) for r in range(3)]
+    assert sorted(itertools.chain(*unpadded)) == data and [len(p) for p in unpadded] == [4, 3, 3]
+    assert [len(DistributedSampler(data, 3, r, shuffle=False, pad=False)) for r in range(3)] == [4, 3, 3]
     with pytest.raises(ValueError, match="rank 3"):
         DistributedSampler(data, num_replicas=3, rank=3)
 

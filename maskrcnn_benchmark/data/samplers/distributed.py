@@ -15,8 +15,10 @@ class DistributedSampler(Sampler[int]):
     """Each of ``num_replicas`` processes draws a disjoint slice of a per-epoch permutation.
 
     The permutation of epoch ``e`` is ``torch.randperm(n, generator=manual_seed(seed + e))``: it depends only
-    on (seed, epoch), so a resumed run regenerates exactly the orders of the original run. The index list is
-    padded (repeating from its start) to a multiple of ``num_replicas``, as torch's sampler does.
+    on (seed, epoch), so a resumed run regenerates exactly the orders of the original run. With ``pad`` the
+    index list is padded (repeating from its start) to a multiple of ``num_replicas``, as torch's sampler
+    does (training: every process gets as many batches); without it every index is visited exactly once
+    (evaluation: no duplicated predictions; shards may differ in size by one).
 
     Args:
         dataset: anything with ``len``.
@@ -24,6 +26,7 @@ class DistributedSampler(Sampler[int]):
         rank: this process (default: the distributed rank, else 0).
         shuffle: permute per epoch (else dataset order).
         seed: base seed.
+        pad: repeat indices so that all shards have the same length.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class DistributedSampler(Sampler[int]):
         rank: Optional[int] = None,
         shuffle: bool = True,
         seed: int = 0,
+        pad: bool = True,
     ):
         if num_replicas is None or rank is None:
             dist_ok = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -48,8 +52,13 @@ class DistributedSampler(Sampler[int]):
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.epoch = 0
-        self.num_samples = int(math.ceil(len(dataset) / self.num_replicas))
-        self.total_size = self.num_samples * self.num_replicas
+        self.pad = bool(pad)
+        if self.pad:
+            self.num_samples = int(math.ceil(len(dataset) / self.num_replicas))
+            self.total_size = self.num_samples * self.num_replicas
+        else:
+            self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
+            self.total_size = len(dataset)
 
     def indices_for_epoch(self, epoch: int) -> list:
         """The indices this rank visits in ``epoch``."""
@@ -60,7 +69,7 @@ class DistributedSampler(Sampler[int]):
             indices = torch.randperm(n, generator=g).tolist()
         else:
             indices = list(range(n))
-        if n and len(indices) < self.total_size:
+        if self.pad and n and len(indices) < self.total_size:
             reps = (self.total_size - len(indices) + n - 1) // n
             indices += (indices * reps)[: self.total_size - len(indices)]
         return indices[self.rank : self.total_size : self.num_replicas]
