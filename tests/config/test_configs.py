@@ -356,3 +356,29 @@ def test_global_cfg_is_the_defaults_and_get_cfg_is_isolated():
     finally:
         cfg.merge_from_other_cfg(saved)
     assert cfg.TEST.IMS_PER_BATCH == 16
+
+
+@pytest.mark.parametrize("path", ALL_YAMLS, ids=_rel)
+def test_dataset_names_of_every_yaml_resolve_in_catalog(path):
+    """Every DATASETS.TRAIN/TEST name (with the README's _grounding train suffix for task yamls) has a factory."""
+    import copy
+
+    from maskrcnn_benchmark.config.paths_catalog import DatasetCatalog, register_datasets_from_cfg
+
+    is_task = path in TASK_YAMLS
+    cfg = get_cfg()
+    if is_task:
+        cfg.merge_from_file(str(PRETRAIN))
+    cfg.merge_from_file(str(path))
+    saved = copy.deepcopy(DatasetCatalog.DATASETS)
+    try:
+        register_datasets_from_cfg(cfg)
+        train_suffix = "_grounding" if is_task and "odinw" in path.parts[-2] else cfg.DATASETS.TRAIN_DATASETNAME_SUFFIX
+        names = [n + train_suffix for n in cfg.DATASETS.TRAIN] + list(cfg.DATASETS.TEST)
+        for name in names:
+            info = DatasetCatalog.get(name, resolve=False)
+            assert info["factory"]
+            assert "ann_file" in info["args"] or "yaml_file" in info["args"]
+    finally:
+        DatasetCatalog.DATASETS.clear()
+        DatasetCatalog.DATASETS.update(saved)
