@@ -78,7 +78,7 @@ def instrument(model, timer: PartTimer) -> None:
     text_model = fusion.language_backbone.body.model
     fusion.forward_image_prefix = timer.wrap("swin_image_prefix", fusion.forward_image_prefix)
     fusion.forward_from_prefix = timer.wrap("from_prefix", fusion.forward_from_prefix)
-    fusion._embed_text = timer.wrap("roberta_text_only", fusion._embed_text)
+    fusion.forward_text_prefix = timer.wrap("roberta_text_only", fusion.forward_text_prefix)
     text_model.run_layer = timer.wrap(
         "", text_model.run_layer,
         key_fn=lambda args, kwargs: "roberta_fused_layers" if kwargs.get("image_tokens") is not None
