@@ -28,10 +28,16 @@ for RGB) or ``PIL.Image`` objects. Images of different sizes are batched (``batc
 
 Padding and batching: FIBER has no padding mask (upstream-facts.md 1.2): padded pixels take part in window
 attention, in the text-to-image cross-attention and in the DyHead's global pooling, so an image's scores
-depend slightly on how much padding its batch adds. ``pad_mode="batch"`` (default, as upstream's evaluation)
-pads each batch to its largest image (multiple of ``DATALOADER.SIZE_DIVISIBILITY``); ``pad_mode="canvas"``
-pads every image to one fixed canvas (``canvas_size``, default the largest test size), so results do not
-depend on which images share a batch (at the cost of computing the canvas).
+depend on how much padding its batch adds (by about 0.02 for a trained tiny model). ``pad_mode`` chooses:
+
+* ``"exact"`` (default): each image is padded only to a multiple of ``DATALOADER.SIZE_DIVISIBILITY``; images
+  whose padded sizes are equal share a forward pass (up to ``batch_size``), others run separately. Results
+  equal one-image-at-a-time inference (upstream's ``TEST.IMS_PER_BATCH 1``, the published COCO protocol).
+* ``"batch"``: each batch is padded to its largest image, as upstream's evaluation with several images per
+  GPU; fastest for mixed sizes, but an image's scores depend on its batch mates.
+* ``"canvas"``: every image is padded to one fixed canvas (``canvas_size``, default a square of
+  ``INPUT.MAX_SIZE_TEST``): any mix of sizes shares a pass and results do not depend on batching, at the
+  cost of computing the whole canvas.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 ImageInput = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 _PHRASE_SEPARATORS = re.compile(r"[.,;]")
+_PAD_MODES = ("exact", "batch", "canvas")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -255,18 +262,18 @@ class Predictor:
         use_ema: load the ``model_ema`` weights of ``weight`` (default ``TEST.USE_EMA_WEIGHTS``).
         amp: autocast to float16 on CUDA (default True on CUDA; ignored on CPU).
         batch_size: images per forward pass.
-        pad_mode: "batch" or "canvas" (see the module docstring).
+        pad_mode: "exact", "batch" or "canvas" (see the module docstring).
         canvas_size: (height, width) of the canvas for ``pad_mode="canvas"``; default: a square of
             ``INPUT.MAX_SIZE_TEST`` rounded up to the size divisibility.
     """
 
     def __init__(self, cfg, weight: Optional[str] = None, model: Optional[torch.nn.Module] = None,
                  device: Optional[Union[str, torch.device]] = None, use_ema: Optional[bool] = None,
-                 amp: Optional[bool] = None, batch_size: int = 4, pad_mode: str = "batch",
+                 amp: Optional[bool] = None, batch_size: int = 4, pad_mode: str = "exact",
                  canvas_size: Optional[Tuple[int, int]] = None):
         self.cfg = self._as_cfg(cfg)
-        if pad_mode not in ("batch", "canvas"):
-            raise ValueError(f"pad_mode must be 'batch' or 'canvas', got {pad_mode!r}")
+        if pad_mode not in _PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {_PAD_MODES}, got {pad_mode!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else self._default_device()
@@ -274,7 +281,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.pad_mode = pad_mode
         self.size_divisible = int(self.cfg.DATALOADER.SIZE_DIVISIBILITY)
-        self.canvas_size = canvas_size or self._default_canvas()
+        self.canvas_size = tuple(canvas_size) if canvas_size else self._default_canvas()
         if model is None:
             from maskrcnn_benchmark.modeling.detector import build_detection_model
 
@@ -399,15 +406,29 @@ class Predictor:
             sources.append(source)
         return tensors, sizes, sources
 
-    def _batch(self, tensors: Sequence[torch.Tensor]) -> ImageList:
+    def _padded_size(self, tensor: torch.Tensor) -> Tuple[int, int]:
         if self.pad_mode == "canvas":
-            height, width = self.canvas_size
-        else:
-            height = max(t.shape[1] for t in tensors)
-            width = max(t.shape[2] for t in tensors)
-            if self.size_divisible > 0:
-                height = int(math.ceil(height / self.size_divisible) * self.size_divisible)
-                width = int(math.ceil(width / self.size_divisible) * self.size_divisible)
+            return self.canvas_size
+        height, width = int(tensor.shape[1]), int(tensor.shape[2])
+        if self.size_divisible > 0:
+            height = int(math.ceil(height / self.size_divisible) * self.size_divisible)
+            width = int(math.ceil(width / self.size_divisible) * self.size_divisible)
+        return height, width
+
+    def _batches(self, tensors: Sequence[torch.Tensor]) -> List[List[int]]:
+        """Indices of the images of each forward pass, following ``pad_mode``."""
+        if self.pad_mode != "exact":
+            order = list(range(len(tensors)))
+            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        groups: Dict[Tuple[int, int], List[int]] = {}
+        for index, tensor in enumerate(tensors):
+            groups.setdefault(self._padded_size(tensor), []).append(index)
+        return [members[i:i + self.batch_size] for members in groups.values()
+                for i in range(0, len(members), self.batch_size)]
+
+    def _batch(self, tensors: Sequence[torch.Tensor]) -> ImageList:
+        sizes = [self._padded_size(t) for t in tensors]
+        height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
         batch = tensors[0].new_zeros((len(tensors), 3, height, width))
         for i, tensor in enumerate(tensors):
             if tensor.shape[1] > height or tensor.shape[2] > width:
@@ -465,14 +486,13 @@ class Predictor:
             raise ValueError("no image given")
         prompt_list = self._prompts(prompts, spans, phrases)
         tensors, sizes, sources = self._prepare(image_list, rgb)
-        results: List[Detections] = []
-        for start in range(0, len(tensors), self.batch_size):
-            chunk = slice(start, start + self.batch_size)
-            batch = self._batch(tensors[chunk])
+        results: List[Optional[Detections]] = [None] * len(tensors)
+        for indices in self._batches(tensors):
+            batch = self._batch([tensors[i] for i in indices])
             per_prompt = [self._forward(batch, prompt) for prompt in prompt_list]
-            for offset, (size, source) in enumerate(zip(sizes[chunk], sources[chunk])):
+            for offset, index in enumerate(indices):
                 parts = [outputs[offset] for outputs in per_prompt]
-                results.append(self._to_detections(parts, prompt_list, size, source, threshold))
+                results[index] = self._to_detections(parts, prompt_list, sizes[index], sources[index], threshold)
         return results[0] if single else results
 
     @staticmethod

@@ -54,24 +54,31 @@ def _assert_same(a: Detections, b: Detections, atol=1e-4):
     assert torch.equal(a.labels, b.labels) and a.names == b.names
 
 
-def test_batch_of_three_sizes_equals_one_by_one_canvas(predictor):
-    images = [scene(i, size) for i, size in enumerate(SIZES)]
-    canvas = Predictor(predictor.cfg, model=predictor.model, device="cpu", pad_mode="canvas", batch_size=3,
-                       canvas_size=(128, 192))  # every resized test image fits
-    batched = canvas.predict(images, CLASSES)
+@pytest.mark.parametrize("pad_mode", ["exact", "canvas"])
+def test_batch_of_three_sizes_equals_one_by_one(predictor, pad_mode):
+    images = [scene(i, size) for i, size in enumerate(SIZES)] + [scene(9, (170, 120))]
+    pred = Predictor(predictor.cfg, model=predictor.model, device="cpu", pad_mode=pad_mode, batch_size=4,
+                     canvas_size=(128, 192))  # every resized test image fits
+    passes = pred._batches([pred.transforms(image, None)[0] for image in images])
+    # exact: images 1-3 resize to 128 x 163/182/181 and pad to 128 x 192 (one pass), image 0 to 128 x 160.
+    assert passes == ([[0], [1, 2, 3]] if pad_mode == "exact" else [[0, 1, 2, 3]])
+    batched = pred.predict(images, CLASSES)
     for image, got in zip(images, batched):
-        _assert_same(got, canvas.predict(image, CLASSES))
+        _assert_same(got, pred.predict(image, CLASSES))
 
 
-def test_batch_mode_same_size_exact_and_mixed_sizes_close(predictor):
-    same = [scene(10 + i, (160, 128)) for i in range(3)]
-    for image, got in zip(same, predictor.predict(same, CLASSES)):
-        _assert_same(got, predictor.predict(image, CLASSES))
+def test_batch_pad_mode_same_size_exact_and_mixed_sizes_close(predictor):
+    pred = Predictor(predictor.cfg, model=predictor.model, device="cpu", pad_mode="batch", batch_size=4)
+    same = [scene(10 + i, (160, 128)) for i in range(2)]
+    for image, got in zip(same, pred.predict(same, CLASSES)):
+        _assert_same(got, pred.predict(image, CLASSES))
     # Mixed sizes share the batch's padding: scores move a little (no padding mask in FIBER), not a lot.
     mixed = [scene(i, size) for i, size in enumerate(SIZES)]
-    for image, got in zip(mixed, predictor.predict(mixed, CLASSES)):
-        alone = predictor.predict(image, CLASSES)
+    for image, got in zip(mixed, pred.predict(mixed, CLASSES)):
+        alone = pred.predict(image, CLASSES)
         torch.testing.assert_close(got.scores[:20], alone.scores[:20], rtol=0, atol=5e-3)
+    with pytest.raises(ValueError, match="pad_mode"):
+        Predictor(predictor.cfg, model=predictor.model, device="cpu", pad_mode="none")
 
 
 def test_boxes_map_back_to_original_coordinates(predictor):
