@@ -174,7 +174,8 @@ _C.DATASETS.REGISTER = CN(new_allowed=True)
 _C.DATASETS.TRAIN_DATASETNAME_SUFFIX = ""  # appended to TRAIN names ("_grounding": COCO json as grounding); build
 _C.DATASETS.TEST_DATASETNAME_SUFFIX = ""  # appended to TEST names; data/build
 _C.DATASETS.FEW_SHOT = 0  # k > 0: keep a k-shot training subset (greedy over images); data/datasets
-_C.DATASETS.SHUFFLE_SEED = 0  # seed of the few-shot image order (see data/datasets for the -1 / upstream rule); data
+_C.DATASETS.SHUFFLE_SEED = 0  # few-shot subset seed: 0 = upstream's greedy order over sorted ids, > 0 = shuffle the
+#                               order with this seed first; also mixed into the data-order seed; data/datasets, build
 _C.DATASETS.GENERAL_COPY = -1  # repeat each training set this many times (-1: no repeat wrapper); data/build
 _C.DATASETS.GENERAL_COPY_TEST = -1  # repeat each test set this many times (-1: none); data/build
 _C.DATASETS.MIXED_COPY = 1  # repeats of "mixed*" training sets; data/build
@@ -284,8 +285,6 @@ _C.TEST.USE_EMA_WEIGHTS = False  # [added] evaluate the checkpoint's "model_ema"
 # Misc
 # ----------------------------------------------------------------------------------------------------------------
 _C.OUTPUT_DIR = "OUTPUT"  # where checkpoints, logs and predictions go (env AMLT_OUTPUT_DIR overrides); tools
-_C.PATHS_CATALOG = os.path.join(os.path.dirname(__file__), "paths_catalog.py")  # dataset catalog module; data
-_C.TENSORBOARD_EXP = "OUTPUT"  # TensorBoard log folder; engine/trainer
 
 # ================================================================================================================
 # Inert keys: accepted ONLY so that upstream FIBER/GLIP YAML files and README command lines load unchanged.
@@ -404,6 +403,9 @@ for _name, _default, _reason in (
 ):
     _inert(_D, _name, _default, f"DATASETS.{_name}", _reason)
 
+_inert(_C, "PATHS_CATALOG", os.path.join(os.path.dirname(__file__), "paths_catalog.py"), "PATHS_CATALOG",
+       "the catalog is maskrcnn_benchmark.config.paths_catalog; add data sets with DATASETS.REGISTER")
+_inert(_C, "TENSORBOARD_EXP", "OUTPUT", "TENSORBOARD_EXP", "TensorBoard files are written to OUTPUT_DIR/tensorboard")
 _inert(_C.DATALOADER, "DISTRIBUTE_CHUNK_AMONG_NODE", False, "DATALOADER.DISTRIBUTE_CHUNK_AMONG_NODE",
        "upstream multi-node TSV chunking; the README passes False")
 _inert(_C.DATALOADER, "USE_RANDOM_SEED", False, "DATALOADER.USE_RANDOM_SEED",
