@@ -616,3 +616,13 @@ def test_tiny_coarse_format_file(tiny_models, tmp_path):
     for key in report.loaded:
         assert torch.equal(got[key], want[key]), key
     assert any(k.startswith("rpn.") for k in report.expected_missing)
+
+
+def test_inspect_cli_and_non_saving_rank(tmp_path, caplog):
+    model, _, _ = _trained()
+    assert DetectronCheckpointer(None, model, save_dir=str(tmp_path), save_to_disk=False).save("m") is None
+    assert os.listdir(tmp_path) == []
+    path = DetectronCheckpointer(None, model, save_dir=str(tmp_path)).save("m", iteration=3)
+    with caplog.at_level("INFO"):
+        assert ckpt_mod.main(["inspect", path]) == 0
+    assert "kind: training" in caplog.text and "fusion_backbone.{0, 2}.{bias, weight}" in caplog.text
