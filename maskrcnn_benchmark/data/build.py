@@ -122,6 +122,7 @@ def _factory_args(cfg: Any, factory: str, is_train: bool, tokenizer_cache: Dict[
             add_detection_prompt=bool(d.ADD_DET_PROMPT),
             caption_prompt=_caption_prompt(cfg),
             random_sample_negative=int(d.RANDOM_SAMPLE_NEG),
+            max_num_labels=int(cfg.TEST.MDETR_STYLE_AGGREGATE_CLASS_NUM),
         )
     if factory == "CocoGrounding":
         args["special_safeguard_for_coco_grounding"] = bool(d.SPECIAL_SAFEGUARD_FOR_COCO_GROUNDING)

@@ -113,3 +113,11 @@ def test_positive_overflow_drops_whole_classes(bpe_tokenizer):
     assert (7 in kept_labels) == (keep.count(6) + keep.count(40) == 2)
     cost = sum(len(bpe_tokenizer.tokenize(classes[k] + ". ")) for k in kept_labels)
     assert cost == length
+
+
+def test_max_num_labels_caps_the_caption(bpe_tokenizer):
+    classes = _many_classes(100)
+    _, _, spans = convert_od_to_grounding_with_negatives(
+        [1, 2, 3], classes, bpe_tokenizer, random_sample_negative=85, control_probabilities=(0, 0, 1, 0),
+        max_num_labels=10, rng=random.Random(0))
+    assert {1, 2, 3} <= set(spans) and len(spans) <= 10

@@ -82,6 +82,8 @@ class CocoGrounding(COCODataset):
         special_safeguard_for_coco_grounding: ``DATASETS.SPECIAL_SAFEGUARD_FOR_COCO_GROUNDING``.
         random_sample_negative: ``DATASETS.RANDOM_SAMPLE_NEG`` (-1: 85 as upstream's default when needed).
         control_probabilities: used only by subclasses that sample negatives with control (Objects365).
+        max_num_labels: if > 0, caps positives + negatives in one caption (upstream passes
+            ``TEST.MDETR_STYLE_AGGREGATE_CLASS_NUM``).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class CocoGrounding(COCODataset):
         special_safeguard_for_coco_grounding: bool = False,
         random_sample_negative: int = -1,
         control_probabilities: Sequence[float] = (),
+        max_num_labels: int = -1,
         is_train: bool = True,
         **kwargs: Any,
     ):
@@ -114,6 +117,7 @@ class CocoGrounding(COCODataset):
         self.special_safeguard = bool(special_safeguard_for_coco_grounding)
         self.random_sample_negative = int(random_sample_negative) if random_sample_negative > 0 else 85
         self.control_probabilities = tuple(control_probabilities)
+        self.max_num_labels = int(max_num_labels)
         if self.caption_prompt is not None and not self.disable_shuffle:
             raise ValueError(
                 f"{self.ann_file}: DATASETS.CAPTION_PROMPT needs DATASETS.DISABLE_SHUFFLE True (the prompt is "
@@ -148,6 +152,7 @@ class CocoGrounding(COCODataset):
                 positive_caption_length=positive_length,
                 disable_shuffle=self.disable_shuffle,
                 add_detection_prompt=self.add_detection_prompt,
+                max_num_labels=self.max_num_labels,
             )
         else:
             caption, tokens_positive, _ = convert_od_to_grounding_simple(

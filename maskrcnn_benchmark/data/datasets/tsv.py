@@ -111,7 +111,8 @@ class CocoDetectionTSV(torch.utils.data.Dataset):
         tokenizer: fast tokenizer or name/folder.
         max_query_len: token columns of the positive map.
         separation_tokens, disable_shuffle, add_detection_prompt, random_sample_negative,
-            control_probabilities: caption options, as :class:`~.objects365.Objects365Grounding`.
+            control_probabilities, max_num_labels: caption options, as
+            :class:`~.objects365.Objects365Grounding`.
     """
 
     def __init__(
@@ -125,6 +126,7 @@ class CocoDetectionTSV(torch.utils.data.Dataset):
         add_detection_prompt: bool = False,
         random_sample_negative: int = -1,
         control_probabilities: Sequence[float] = (),
+        max_num_labels: int = -1,
         **unused: Any,
     ):
         if unused:
@@ -156,6 +158,7 @@ class CocoDetectionTSV(torch.utils.data.Dataset):
         self.add_detection_prompt = bool(add_detection_prompt)
         self.random_sample_negative = int(random_sample_negative) if random_sample_negative > 0 else 85
         self.control_probabilities = tuple(control_probabilities)
+        self.max_num_labels = int(max_num_labels)
         self._sizes: Dict[int, Dict[str, int]] = {}
 
     def _part(self, spec: Dict[str, Any], key: str, folder: str, required: bool = False) -> Optional[str]:
@@ -248,6 +251,7 @@ class CocoDetectionTSV(torch.utils.data.Dataset):
             control_probabilities=self.control_probabilities, separation_tokens=self.separation_tokens,
             max_seq_length=TOKEN_BUDGET, positive_caption_length=positive_length,
             disable_shuffle=self.disable_shuffle, add_detection_prompt=self.add_detection_prompt,
+            max_num_labels=self.max_num_labels,
         )
         target.add_field("caption", caption)
         target.add_field("tokens_positive", [[list(s) for s in spans] for spans in tokens_positive], per_box=True)
