@@ -357,10 +357,13 @@ class BoxList:
 
     def __getitem__(self, item: IndexLike) -> "BoxList":
         """Select boxes by int, slice, bool mask, index tensor or list; per-box fields are indexed alike."""
-        if isinstance(item, int):
-            item = [item]
+        if isinstance(item, (int, np.integer)):
+            item = [int(item)]
+        if isinstance(item, np.ndarray):
+            item = torch.from_numpy(item)
         if isinstance(item, (list, tuple)):
-            item = torch.as_tensor(item, dtype=torch.long, device=self.bbox.device)
+            is_mask = len(item) > 0 and all(isinstance(i, (bool, np.bool_)) for i in item)
+            item = torch.as_tensor(item, dtype=torch.bool if is_mask else torch.long, device=self.bbox.device)
         if isinstance(item, torch.Tensor) and item.dtype == torch.bool and item.numel() != len(self):
             raise IndexError(f"BoxList: boolean mask has {item.numel()} entries for {len(self)} boxes")
         selected = BoxList(self.bbox[item], self.size, self.mode)

@@ -1,5 +1,6 @@
 """Tests for BoxList: validation, conversions, geometric round trips and field handling."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,7 +132,9 @@ def test_clip_to_image_and_remove_empty():
 
 def test_getitem_indexes_tensor_and_list_fields_keeps_per_image_fields():
     boxes = _grounding_boxlist()
-    for index in (torch.tensor([False, True, True]), torch.tensor([1, 2]), [1, 2], slice(1, 3)):
+    indices = (torch.tensor([False, True, True]), torch.tensor([1, 2]), [1, 2], slice(1, 3), [False, True, True],
+               np.array([1, 2]), np.array([False, True, True]))
+    for index in indices:
         sub = boxes[index]
         assert len(sub) == 2
         assert sub.get_field("labels").tolist() == [2, 3]
