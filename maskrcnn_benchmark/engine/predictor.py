@@ -321,11 +321,19 @@ class Predictor:
     def _load_weight(self, weight: str, use_ema: bool) -> None:
         from maskrcnn_benchmark.utils.checkpoint import CheckpointMismatchError, load_checkpoint
 
+        from maskrcnn_benchmark.utils.key_map import DERIVED_BUFFER_PATTERN
+        from maskrcnn_benchmark.utils.model_serialization import group_keys
+
         try:
-            load_checkpoint(self.model, weight, use_ema=use_ema, strict=True)
+            report = load_checkpoint(self.model, weight, use_ema=use_ema, strict=True)
         except CheckpointMismatchError as e:
             raise ValueError(f"weight file {weight} does not fit this config (was it trained with another "
                              f"config?):\n{e}") from e
+        untrained = [k for k in report.expected_missing if not DERIVED_BUFFER_PATTERN.search(k)]
+        if untrained:
+            raise ValueError(f"weight file {weight} is a {report.kind!r} checkpoint: it holds no weights for "
+                             f"{len(untrained)} tensors of the detector (e.g. {', '.join(group_keys(untrained)[:3])}),"
+                             f" which would stay random; use a fine-grained FIBER checkpoint for inference")
 
     @property
     def tokenizer(self):

@@ -200,6 +200,14 @@ def test_weights_round_trip_and_other_config_rejected(predictor, tmp_path, bpe_t
     with pytest.raises(ValueError, match="does not fit this config") as info:
         Predictor(predictor.cfg, weight=other_path, device="cpu")
     assert other_path in str(info.value) and "differ in shape" in str(info.value)
+    # A RoBERTa-only (or coarse-stage) file fits but leaves the detector random: refused for inference.
+    text_only = {k[len("fusion_backbone.language_backbone.body.model."):]: v
+                 for k, v in predictor.model.state_dict().items()
+                 if k.startswith("fusion_backbone.language_backbone.body.model.") and "t2i" not in k}
+    text_path = tmp_path / "roberta.bin"
+    torch.save(text_only, text_path)
+    with pytest.raises(ValueError, match="'roberta' checkpoint"):
+        Predictor(predictor.cfg, weight=str(text_path), device="cpu")
 
 
 @pytest.mark.cuda
