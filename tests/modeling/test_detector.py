@@ -249,17 +249,21 @@ def test_phrases_for_labels():
 
 
 def _set_impl(model, impl, monkeypatch):
+    """Force every op the model uses onto one implementation ("compiled" or "torch")."""
+    import importlib
     from functools import partial
 
     import maskrcnn_benchmark.layers as layers
     from maskrcnn_benchmark.modeling.rpn import loss as loss_module
 
+    nms_module = importlib.import_module("maskrcnn_benchmark.layers.nms")
+    focal_module = importlib.import_module("maskrcnn_benchmark.layers.sigmoid_focal_loss")
     for module in model.modules():
         if isinstance(module, ModulatedDeformConv):
             module.impl = impl
-    monkeypatch.setattr(layers, "ml_nms", partial(layers.nms.__globals__["ml_nms"], impl=impl))
+    monkeypatch.setattr(layers, "ml_nms", partial(nms_module.ml_nms, impl=impl))  # read by boxlist_ml_nms
     monkeypatch.setattr(loss_module, "token_sigmoid_focal_loss",
-                        partial(layers.sigmoid_focal_loss.__globals__["token_sigmoid_focal_loss"], impl=impl))
+                        partial(focal_module.token_sigmoid_focal_loss, impl=impl))
 
 
 @pytest.mark.skipif(not _ext.compiled_available("cpu"), reason="maskrcnn_benchmark._C is not built (pip install -e .)")
