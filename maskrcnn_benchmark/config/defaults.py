@@ -52,6 +52,9 @@ _C.MODEL.LANGUAGE_BACKBONE.MODEL_TYPE = "bert-base-uncased"  # LANGUAGE_BACKBONE
 _C.MODEL.LANGUAGE_BACKBONE.LANG_DIM = 768  # text hidden size (roberta-base: 768); language_backbone, rpn head
 _C.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN = 256  # text length L in tokens (captions padded/truncated); detector, data
 _C.MODEL.LANGUAGE_BACKBONE.PAD_MAX = True  # pad captions to MAX_QUERY_LEN (True) or to the longest one; detector
+# gradient checkpointing of the RoBERTa layers in training (upstream only sets a transformers flag that its fused
+# text layers never use, so FIBER trained without it); language_backbone/roberta
+_C.MODEL.LANGUAGE_BACKBONE.USE_CHECKPOINT = False
 # [added] RoBERTa architecture numbers (roberta-base values built in, so no config.json download is needed; the
 # tiny test configs shrink them); read by language_backbone/roberta:
 _C.MODEL.LANGUAGE_BACKBONE.NUM_LAYERS = 12  # [added] number of transformer layers
@@ -354,8 +357,6 @@ _inert(_C.MODEL.FOCAL, "LOSS_GAMMA", 2.0, "MODEL.FOCAL.LOSS_GAMMA", _CLS_LOSS)
 _inert(_C.MODEL.BACKBONE, "OUT_FEATURES", ("stage2", "stage3", "stage4", "stage5"), "MODEL.BACKBONE.OUT_FEATURES",
        "the fusion backbone always feeds Swin stages 2-4 to the FPN")
 _inert(_C.MODEL.BACKBONE, "USE_BN", False, "MODEL.BACKBONE.USE_BN", "FIBER has no BatchNorm buffers to broadcast")
-_inert(_C.MODEL.LANGUAGE_BACKBONE, "USE_CHECKPOINT", False, "MODEL.LANGUAGE_BACKBONE.USE_CHECKPOINT",
-       "upstream only sets a transformers flag that its fused text layers never use")
 _inert(_C.MODEL.LANGUAGE_BACKBONE, "MASK_SPECIAL", False, "MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL",
        "masking special tokens is not implemented (FIBER: False; True is rejected by validate_config)")
 _inert(_C.MODEL.RPN, "STRADDLE_THRESH", 0, "MODEL.RPN.STRADDLE_THRESH",

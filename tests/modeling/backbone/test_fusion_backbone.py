@@ -323,6 +323,11 @@ def test_builders_from_cfg_tiny():
     torch.manual_seed(0)
     model = build_fusion_backbone(cfg).eval()
     assert model.num_pre_fusion_text_layers == 1
+    assert not model.language_backbone.body.model.use_checkpoint
+    cfg.merge_from_list(["MODEL.LANGUAGE_BACKBONE.USE_CHECKPOINT", True, "MODEL.BACKBONE.USE_CHECKPOINT", True])
+    checkpointed = build_fusion_backbone(cfg)
+    assert checkpointed.language_backbone.body.model.use_checkpoint
+    assert all(layer.use_checkpoint for layer in checkpointed.backbone.body.layers)
     assert any(k.endswith("norm_i2t_i.weight") for k in model.state_dict())
     assert isinstance(model.backbone.fpn.drop_block, DropBlock2D)
     tok, images = inputs()

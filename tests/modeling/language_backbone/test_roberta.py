@@ -136,3 +136,21 @@ def test_language_dict_and_too_long_text():
         encoder.model(torch.full((1, 39), 5))
     agg = aggregate_language_features(out["hidden"], mask)
     torch.testing.assert_close(agg["aggregate"], out["aggregate"])
+
+
+def test_gradient_checkpointing_matches_plain_in_training():
+    ids, mask = batch()
+    grads, outs = [], []
+    for use_checkpoint in (False, True):
+        model = tiny_model(fusion_kv_dims={3: 12})
+        model.use_checkpoint = use_checkpoint
+        model.train()
+        torch.manual_seed(11)  # same dropout draws (checkpointing replays the RNG state)
+        out = model(ids, mask, image_tokens={3: torch.ones(3, 4, 12)})
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(outs[0], outs[1])
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-6)
