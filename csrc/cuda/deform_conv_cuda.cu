@@ -1,7 +1,8 @@
 // CUDA kernels of the modulated deformable convolution (DCNv2): im2col, col2im (grad of input, atomic adds) and
 // the gradient with respect to offsets and mask. Same arithmetic as cpu/deform_conv_cpu.cpp (common/ops_common.h).
 #include <ATen/cuda/Atomic.cuh>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
@@ -124,7 +125,7 @@ void dcn_im2col_cuda(const at::Tensor& input_b, const at::Tensor& offset_b, cons
                      const DcnGeometry& geom, at::Tensor& columns) {
   const c10::cuda::CUDAGuard device_guard(input_b.device());
   const int64_t n = static_cast<int64_t>(geom.channels) * geom.out_h * geom.out_w;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(input_b.scalar_type(), "dcn_im2col_cuda", [&] {
     im2col_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
         n, input_b.data_ptr<scalar_t>(), offset_b.data_ptr<scalar_t>(), mask_b.data_ptr<scalar_t>(), geom,
@@ -137,7 +138,7 @@ void dcn_col2im_cuda(const at::Tensor& grad_columns, const at::Tensor& offset_b,
                      const DcnGeometry& geom, at::Tensor& grad_input_b) {
   const c10::cuda::CUDAGuard device_guard(grad_columns.device());
   const int64_t n = grad_columns.numel();
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(grad_columns.scalar_type(), "dcn_col2im_cuda", [&] {
     col2im_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
         n, grad_columns.data_ptr<scalar_t>(), offset_b.data_ptr<scalar_t>(), mask_b.data_ptr<scalar_t>(), geom,
@@ -152,7 +153,7 @@ void dcn_col2im_coord_cuda(const at::Tensor& grad_columns, const at::Tensor& inp
   const c10::cuda::CUDAGuard device_guard(grad_columns.device());
   const int64_t n = static_cast<int64_t>(geom.deformable_groups) * geom.kernel_h * geom.kernel_w * geom.out_h *
                     geom.out_w;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(grad_columns.scalar_type(), "dcn_col2im_coord_cuda", [&] {
     col2im_coord_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
         n, grad_columns.data_ptr<scalar_t>(), input_b.data_ptr<scalar_t>(), offset_b.data_ptr<scalar_t>(),

@@ -1,5 +1,6 @@
 // CUDA kernels of the per-element sigmoid focal losses; same arithmetic as cpu/focal_loss_cpu.cpp.
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
@@ -74,7 +75,7 @@ at::Tensor sigmoid_focal_loss_forward_cuda(const at::Tensor& logits_in, const at
   at::Tensor out = at::empty_like(logits);
   const int64_t n = logits.numel();
   if (n == 0) return out;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "sigmoid_focal_loss_forward_cuda", [&] {
     focal_forward_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
         n, logits.data_ptr<scalar_t>(), targets.data_ptr<int64_t>(), num_classes, static_cast<scalar_t>(gamma),
@@ -94,7 +95,7 @@ at::Tensor sigmoid_focal_loss_backward_cuda(const at::Tensor& logits_in, const a
   at::Tensor out = at::empty_like(logits);
   const int64_t n = logits.numel();
   if (n == 0) return out;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "sigmoid_focal_loss_backward_cuda", [&] {
     focal_backward_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
         n, logits.data_ptr<scalar_t>(), targets.data_ptr<int64_t>(), d_losses.data_ptr<scalar_t>(), num_classes,
@@ -112,7 +113,7 @@ at::Tensor binary_focal_loss_forward_cuda(const at::Tensor& logits_in, const at:
   at::Tensor out = at::empty_like(logits);
   const int64_t n = logits.numel();
   if (n == 0) return out;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "binary_focal_loss_forward_cuda", [&] {
     binary_forward_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
         n, logits.data_ptr<scalar_t>(), targets.data_ptr<scalar_t>(), static_cast<scalar_t>(gamma),
@@ -131,7 +132,7 @@ at::Tensor binary_focal_loss_backward_cuda(const at::Tensor& logits_in, const at
   at::Tensor out = at::empty_like(logits);
   const int64_t n = logits.numel();
   if (n == 0) return out;
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "binary_focal_loss_backward_cuda", [&] {
     binary_backward_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
         n, logits.data_ptr<scalar_t>(), targets.data_ptr<scalar_t>(), d_losses.data_ptr<scalar_t>(),

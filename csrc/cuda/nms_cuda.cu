@@ -3,7 +3,8 @@
 // Boxes are sorted by decreasing score (stable sort); a kernel fills, for every box i, a bitmask of the later
 // boxes that it suppresses (64 boxes per word); the host then walks the boxes in order, as in the CPU kernel.
 #include <ATen/ceil_div.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <vector>
@@ -74,7 +75,7 @@ at::Tensor nms_cuda(const at::Tensor& boxes_in, const at::Tensor& scores, const 
   at::Tensor mask = at::empty({n * col_blocks}, boxes_in.options().dtype(at::kLong));
   const dim3 blocks(col_blocks, col_blocks);
   const dim3 threads(kThreadsPerBlock);
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(boxes_sorted.scalar_type(), "nms_cuda", [&] {
     nms_mask_kernel<scalar_t><<<blocks, threads, 0, stream>>>(
         n, static_cast<scalar_t>(iou_threshold), boxes_sorted.data_ptr<scalar_t>(),
