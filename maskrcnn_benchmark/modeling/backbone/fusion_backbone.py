@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import List, Mapping, NamedTuple, Tuple, Union
 
-import torch
 from torch import Tensor, nn
 
 from maskrcnn_benchmark.modeling.backbone.fpn import FPN, DropBlock2D, LastLevelP6P7
