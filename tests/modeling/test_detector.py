@@ -293,3 +293,30 @@ def test_compiled_and_pure_torch_paths_agree(monkeypatch, one_thread):
     assert grad_c.keys() == grad_t.keys()
     for name in grad_c:
         torch.testing.assert_close(grad_c[name], grad_t[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tiny_model_on_cuda_matches_cpu():
+    opts = ["MODEL.ATSS.INFERENCE_TH", 0.0, "MODEL.FPN.DROP_BLOCK", False,
+            "MODEL.LANGUAGE_BACKBONE.HIDDEN_DROPOUT_PROB", 0.0, "MODEL.LANGUAGE_BACKBONE.ATTENTION_DROPOUT_PROB", 0.0]
+    cpu_model = _tiny_model(opts=opts)
+    gpu_model = _tiny_model(opts=opts).cuda()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    images, targets, positive_map, text, label_tokens = _synthetic_batch(_load_cfg(TINY, opts))
+    gpu_text = {k: v.cuda() for k, v in text.items()}
+    cpu_losses = cpu_model.train()(images, targets, positive_map=positive_map, tokenizer_input=text)
+    gpu_losses = gpu_model.train()(images.to("cuda"), targets, positive_map=positive_map.cuda(),
+                                   tokenizer_input=gpu_text)
+    for name in LOSS_NAMES:
+        torch.testing.assert_close(gpu_losses[name].cpu(), cpu_losses[name], rtol=2e-3, atol=2e-4)
+    with torch.autocast("cuda", dtype=torch.float16):
+        amp_losses = gpu_model(images.to("cuda"), targets, positive_map=positive_map.cuda(), tokenizer_input=gpu_text)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in amp_losses.values())
+    with torch.no_grad():
+        cpu_results = cpu_model.eval()(images, tokenizer_input=text, positive_map=label_tokens)
+        gpu_results = gpu_model.eval()(images.to("cuda"), tokenizer_input=gpu_text, positive_map=label_tokens)
+    for cpu_result, gpu_result in zip(cpu_results, gpu_results):
+        cpu_scores = cpu_result.get_field("scores").sort(descending=True).values[:10]
+        gpu_scores = gpu_result.get_field("scores").cpu().sort(descending=True).values[:10]
+        torch.testing.assert_close(gpu_scores, cpu_scores, rtol=1e-3, atol=1e-4)
