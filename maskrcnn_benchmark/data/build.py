@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -259,6 +260,9 @@ def make_data_loader(
     datasets = build_datasets(cfg, is_train)
     collator = BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY)
     num_workers = int(cfg.DATALOADER.NUM_WORKERS)
+    if num_workers > 0:
+        # the datasets tokenize in forked workers; HF tokenizers would otherwise warn and disable themselves
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not is_train:
         loaders = []
         for dataset in datasets:
