@@ -2,13 +2,12 @@
 
 Example::
 
-    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.engine.predictor import Predictor
 
-    predictor = Predictor(load_config("configs/e2e_dyhead_SwinT_B_FPN_coco_finetuning_fusion_backbone.yaml"),
-                          weight="MODEL/fiber_coco.pth")
-    dets = predictor.predict(["street.jpg"], ["person", "bicycle", "car"], threshold=0.5)[0]
-    print(dets.boxes, dets.scores, dets.names)       # boxes: xyxy in the original image's pixels
+    predictor = Predictor("configs/e2e_dyhead_SwinT_B_FPN_coco_finetuning_fusion_backbone.yaml",
+                          weight="MODEL/fiber_coco.pth")        # or Predictor(cfg_node, weight=..., device="cuda")
+    dets = predictor.predict("street.jpg", ["person", "bicycle", "car"], threshold=0.5)
+    print(dets.boxes, dets.scores, dets.names)                  # boxes: xyxy in the original image's pixels
 
 Prompts:
 
@@ -61,7 +60,7 @@ __all__ = ["Detections", "Prompt", "Predictor", "split_caption_into_phrases", "l
 
 logger = logging.getLogger(__name__)
 
-ImageInput = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+ImageInput = Union[str, os.PathLike, np.ndarray, Any]  # Any: a PIL.Image.Image
 _PHRASE_SEPARATORS = re.compile(r"[.,;]")
 _PAD_MODES = ("exact", "batch", "canvas")
 
@@ -265,13 +264,14 @@ class Predictor:
         pad_mode: "exact", "batch" or "canvas" (see the module docstring).
         canvas_size: (height, width) of the canvas for ``pad_mode="canvas"``; default: a square of
             ``INPUT.MAX_SIZE_TEST`` rounded up to the size divisibility.
+        opts: ``[KEY, VALUE, ...]`` config overrides (e.g. ``["MODEL.ATSS.INFERENCE_TH", "0.1"]``).
     """
 
     def __init__(self, cfg, weight: Optional[str] = None, model: Optional[torch.nn.Module] = None,
                  device: Optional[Union[str, torch.device]] = None, use_ema: Optional[bool] = None,
                  amp: Optional[bool] = None, batch_size: int = 4, pad_mode: str = "exact",
-                 canvas_size: Optional[Tuple[int, int]] = None):
-        self.cfg = self._as_cfg(cfg)
+                 canvas_size: Optional[Tuple[int, int]] = None, opts: Optional[Sequence[str]] = None):
+        self.cfg = self._as_cfg(cfg, opts)
         if pad_mode not in _PAD_MODES:
             raise ValueError(f"pad_mode must be one of {_PAD_MODES}, got {pad_mode!r}")
         if batch_size < 1:
@@ -299,12 +299,16 @@ class Predictor:
     # -- set-up --------------------------------------------------------------------------------------
 
     @staticmethod
-    def _as_cfg(cfg):
+    def _as_cfg(cfg, opts: Optional[Sequence[str]]):
         if isinstance(cfg, (str, os.PathLike)):
             from maskrcnn_benchmark.engine.defaults import load_config
 
-            return load_config(os.fspath(cfg))
-        return cfg.clone()
+            return load_config(os.fspath(cfg), list(opts or []))
+        cfg = cfg.clone()
+        if opts:
+            cfg.defrost()
+            cfg.merge_from_list(list(opts))
+        return cfg
 
     def _default_device(self) -> torch.device:
         wanted = str(getattr(self.cfg.MODEL, "DEVICE", "cpu"))

@@ -109,6 +109,15 @@ def test_long_class_list_is_chunked_and_every_class_can_appear(bpe_tokenizer_dir
     assert (dets.scores[:-1] >= dets.scores[1:]).all()
 
 
+def test_config_path_and_opts(predictor, bpe_tokenizer_dir):
+    pred = Predictor(str(TINY), model=predictor.model, device="cpu",
+                     opts=["MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", str(bpe_tokenizer_dir),
+                           "TEST.CHUNKED_EVALUATION", "2"])
+    assert pred.cfg.TEST.CHUNKED_EVALUATION == 2 and len(pred.detection_prompts(CLASSES)) == 2
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        Predictor("configs/nope.yaml")
+
+
 def test_grounding_prompts(predictor):
     caption = "a red square. the blue circle, and a green triangle"
     assert [caption[a:b] for a, b in split_caption_into_phrases(caption)] == [

@@ -79,7 +79,8 @@ def test_detect_file_kind():
     assert detect_file_kind(["vit_model.layers.0.x", "temp"]).name == "coarse"
     assert detect_file_kind(["patch_embed.proj.weight", "layers.0.blocks.0.norm1.weight", "head.weight"]).name == "swin"
     assert detect_file_kind(["roberta.embeddings.word_embeddings.weight", "lm_head.bias"]).name == "roberta"
-    assert detect_file_kind(["embeddings.word_embeddings.weight", "encoder.layer.0.output.dense.bias"]).name == "roberta"
+    bare_roberta = ["embeddings.word_embeddings.weight", "encoder.layer.0.output.dense.bias"]
+    assert detect_file_kind(bare_roberta).name == "roberta"
     assert detect_file_kind(["backbone.body.stem.conv1.weight"]) is None
 
 
@@ -281,7 +282,8 @@ def test_coarse_checkpoint_tensors_into_v2_model(tmp_path):
     got = model.state_dict()
     torch.testing.assert_close(got[SWIN_BODY + "layers.2.blocks.14.attn.qkv_i2t.weight"],
                                src[SWIN_BODY + "layers.2.blocks.14.attn.qkv_i2t.weight"])
-    torch.testing.assert_close(got[TEXT_BODY + "encoder.layer.11.alpha_t2i"], src[TEXT_BODY + "encoder.layer.11.alpha_t2i"])
+    gate = TEXT_BODY + "encoder.layer.11.alpha_t2i"
+    torch.testing.assert_close(got[gate], src[gate])
     torch.testing.assert_close(got["fusion_backbone.backbone.fpn.fpn_inner2.weight"], fpn_before)
     # Strict mode accepts a coarse file: everything left over is expected for that kind.
     load_checkpoint(module_from_fixture(v2, seed=5), str(path), strict=True)
