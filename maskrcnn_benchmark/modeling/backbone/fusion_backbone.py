@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 #: MODEL.BACKBONE.FUSION_VERSION -> whether fused Swin blocks have the ``norm_i2t_i`` query LayerNorm.
 FUSION_VERSIONS = {"v2": False, "v3": True}
 
-_PROMPT_TUNING_ROWS = 1000  # upstream's tunable_linear has 1000 rows (max text length it can tune)
+# UPSTREAM-QUIRK: upstream-facts.md 1.5 (tunable_linear is hard-coded to 1000 rows, the longest text it can tune)
+_PROMPT_TUNING_ROWS = 1000
 
 
 class ImagePrefix(NamedTuple):
@@ -218,11 +219,14 @@ class FusionBackbone(nn.Module):
             layer = body.layers[stage]
             mask = layer.shift_mask(h, w, x.device)
             for j in range(layer.first_fused, len(layer.blocks)):
-                if stage == 2:  # stage-3 blocks follow the stage's checkpoint flag; stage-4 blocks never do
+                # UPSTREAM-QUIRK: upstream-facts.md 1.5 step 7 (stage-3 blocks follow the stage's checkpoint
+                # flag; stage-4 blocks are never checkpointed)
+                if stage == 2:
                     new_x = layer.run_block(j, x, h, w, mask, text, key_mask)
                 else:
                     new_x = layer.blocks[j](x, h, w, mask, text, key_mask)
-                # simultaneous update: the text layer reads the image tokens from before this step
+                # Simultaneous update: the text layer reads the image tokens from before this step.
+                # UPSTREAM-QUIRK: upstream-facts.md 1.4 (no mask over image keys: padded pixels are attended to)
                 text = text_model.run_layer(step, text, key_mask, image_tokens=x)
                 x, step = new_x, step + 1
             maps.append(body.stage_output(stage, x, h, w))

@@ -463,6 +463,7 @@ class SwinTransformer(nn.Module):
                 attn_drop_rate, rates[start:start + depths[i]], downsample=i < 3,
                 use_checkpoint=use_checkpoint and i > frozen_stages - 1, dim_text=dim_text,
                 num_fused=fused_per_stage[i], i2t_query_norm=i2t_query_norm))
+        # UPSTREAM-QUIRK: upstream-facts.md 1.3 (norm0 is Identity for "*-RETINANET" archs: no keys)
         self.norm0 = nn.Identity() if first_norm_identity else nn.LayerNorm(self.num_features[0])
         self.norm1 = nn.LayerNorm(self.num_features[1])
         self.norm2 = nn.LayerNorm(self.num_features[2])

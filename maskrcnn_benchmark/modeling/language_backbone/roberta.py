@@ -220,7 +220,8 @@ class RobertaSelfOutput(nn.Module):
     def __init__(self, hidden_size: int, eps: float, dropout: float, with_layer_norm: bool = True):
         super().__init__()
         self.dense = nn.Linear(hidden_size, hidden_size)
-        # The cross-attention's LayerNorm is unused upstream and replaced by Identity (no parameters).
+        # UPSTREAM-QUIRK: upstream-facts.md 1.4 (the cross-attention's LayerNorm is unused and replaced by
+        # Identity, so it has no parameters)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps) if with_layer_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
@@ -300,7 +301,8 @@ class RobertaLayer(nn.Module):
         if image_tokens is not None:
             if not self.fused:
                 raise ValueError("image tokens given to a RoBERTa layer without crossattention_t2i")
-            # Query = raw self-attention output (before residual/LayerNorm), as upstream (1.4).
+            # UPSTREAM-QUIRK: upstream-facts.md 1.4 (the query is the raw self-attention output, before the
+            # residual and LayerNorm; the first LayerNorm comes after the gated cross-attention is added)
             attended = attended + self.alpha_t2i * self.crossattention_t2i(attended, None, image_tokens)
         attended = self.attention.output.LayerNorm(attended + hidden)
         return self.output(self.intermediate(attended), attended)
