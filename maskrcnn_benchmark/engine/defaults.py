@@ -68,7 +68,7 @@ def merge_config_file(cfg, path: str) -> None:
 
 
 def _clean_opts(opts: Optional[Sequence[str]]) -> list:
-    opts = [item for item in (opts or []) if item != "\\" and item.strip() != ""]
+    opts = [item for item in (opts or []) if item != "\\"]
     if opts and opts[0] == "--":
         opts = opts[1:]
     if len(opts) % 2:
