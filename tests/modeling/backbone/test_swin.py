@@ -196,3 +196,28 @@ def test_block_rejects_bad_grid():
         SwinTransformerBlock(8, 2, window=2, shift=2)
     with pytest.raises(ValueError, match="dim_text"):
         BasicLayer(8, 2, 2, 2, num_fused=1)
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+@pytest.mark.parametrize("grid", [(8, 8), (6, 10)])
+def test_block_matches_timm_swin_block(shift, grid):
+    """Independent reference: timm's Swin block (same parameter names) on the same weights."""
+    timm_swin = pytest.importorskip("timm.models.swin_transformer")
+    torch.manual_seed(0)
+    ours = SwinTransformerBlock(16, 2, window=4, shift=shift).eval()
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5) if name.endswith("weight") else p.uniform_(-0.3, 0.3)
+            elif "relative_position_bias_table" in name:
+                p.normal_(0, 1.0)  # large enough that a wrong bias index changes the result
+    reference = timm_swin.SwinTransformerBlock(16, grid, num_heads=2, window_size=4, shift_size=shift,
+                                               always_partition=True, dynamic_mask=True).eval()
+    missing, unexpected = reference.load_state_dict(ours.state_dict(), strict=False)
+    assert not missing and set(unexpected) <= {"attn.relative_position_index"}
+    h, w = grid
+    x = torch.randn(2, h * w, 16)
+    with torch.no_grad():
+        out = ours(x, h, w, shifted_window_mask(h, w, 4, 2))
+        ref = reference(x.view(2, h, w, 16)).reshape(2, h * w, 16)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
