@@ -242,3 +242,24 @@ def test_override_category_renames_classes(synthetic_root):
     override = [{"id": cid, "name": f"shape {cid}", "supercategory": "s"} for cid in (1, 3, 7, 12)]
     ds = COCODataset(coco["ann_files"]["val2017"], coco["img_dirs"]["val2017"], override_category=override)
     assert ds.categories() == {1: "shape 1", 2: "shape 3", 3: "shape 7", 4: "shape 12"}
+
+
+def test_flip_with_left_right_swap_rebuilds_the_positive_map(synthetic_root, bpe_tokenizer):
+    from maskrcnn_benchmark.data.transforms import Compose, RandomHorizontalFlip
+
+    _, manifest = synthetic_root
+    ref = manifest["refexp"]
+    plain = RefExpDataset(ref["img_dir"], ref["ann_files"]["refcoco_train"], tokenizer=bpe_tokenizer, is_train=True)
+    flipped = RefExpDataset(ref["img_dir"], ref["ann_files"]["refcoco_train"], tokenizer=bpe_tokenizer, is_train=True,
+                            transforms=Compose([RandomHorizontalFlip(1.0, swap_left_right=True)]))
+    for idx in range(len(plain)):
+        _, before, _ = plain[idx]
+        _, after, _ = flipped[idx]
+        caption = after.get_field("caption")
+        original = before.get_field("caption")
+        assert caption == original.replace("left", "@").replace("right", "left").replace("@", "right")
+        width = before.size[0]
+        torch.testing.assert_close(after.bbox[:, 0], width - before.bbox[:, 2] - 1)
+        ids = bpe_tokenizer(caption)["input_ids"]
+        row = after.get_field("positive_map")[0].nonzero().flatten().tolist()
+        assert bpe_tokenizer.decode([ids[i] for i in row]).strip() == caption

@@ -109,6 +109,9 @@ def test_build_transforms_reads_the_config():
     train = build_transforms(cfg, is_train=True)
     resize, flip = train.transforms[0], train.transforms[1]
     assert resize.min_size == (480, 560) and resize.max_size == 1000 and flip.prob == 0.3
+    assert not flip.swap_left_right  # upstream keeps captions unchanged on a flip
+    cfg.INPUT.FLIP_SWAP_LEFT_RIGHT = True
+    assert build_transforms(cfg, is_train=True).transforms[1].swap_left_right
     test = build_transforms(cfg, is_train=False)
     assert test.transforms[0].min_size == (800,) and test.transforms[1].prob == 0.0
     image = Image.new("RGB", (64, 48), (10, 20, 30))
