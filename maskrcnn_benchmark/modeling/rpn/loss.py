@@ -158,12 +158,14 @@ class ATSSTargets(NamedTuple):
 
     Attributes:
         matched (Tensor[B, A] int64): matched box index within its image, -1 for background.
+        positive (Tensor[B, A] bool): anchors that count as positives (matched to a box whose label is > 0).
         reg_targets (Tensor[B, A, 4]): encoded matched boxes (zeros rows where unmatched).
         token_targets (Tensor[B, A, L]): the matched box's binary token row; background rows have only the
             last token set (the no-object slot).
     """
 
     matched: torch.Tensor
+    positive: torch.Tensor
     reg_targets: torch.Tensor
     token_targets: torch.Tensor
 
@@ -200,7 +202,8 @@ class VLATSSLoss(nn.Module):
         self.box_coder = box_coder or BoxCoder()
 
     def prepare_targets(self, anchors_per_level: Sequence[torch.Tensor], gt_boxes: Sequence[torch.Tensor],
-                        token_maps: Sequence[torch.Tensor], num_tokens: int) -> ATSSTargets:
+                        token_maps: Sequence[torch.Tensor], num_tokens: int,
+                        gt_labels: Optional[Sequence[torch.Tensor]] = None) -> ATSSTargets:
         """Targets of every image.
 
         Args:
@@ -208,14 +211,23 @@ class VLATSSLoss(nn.Module):
             gt_boxes: per image Tensor[G_i, 4] xyxy.
             token_maps: per image binary Tensor[G_i, L'] (rows of the positive map).
             num_tokens: L, the text length of the batch.
+            gt_labels: per image Tensor[G_i] int64 box labels (None: all boxes are labelled > 0).
         """
         anchors = torch.cat(list(anchors_per_level), dim=0)
-        matched, reg_targets, token_targets = [], [], []
-        for boxes, token_map in zip(gt_boxes, token_maps):
+        if gt_labels is None:
+            gt_labels = [torch.ones(len(boxes), dtype=torch.int64) for boxes in gt_boxes]
+        matched, positive, reg_targets, token_targets = [], [], [], []
+        for boxes, token_map, labels in zip(gt_boxes, token_maps, gt_labels):
             boxes, token_map = boxes.to(anchors.device), token_map.to(anchors.device)
             index = atss_assign(anchors_per_level, boxes, self.topk)
             foreground = index >= 0
             safe_index = index.clamp(min=0)
+            # UPSTREAM-QUIRK: 1.14 - positives are anchors whose matched box has a label > 0; an anchor matched
+            # to a label-0 box is a negative for the box losses but keeps that box's token targets.
+            if boxes.shape[0] > 0:
+                positive.append(foreground & (labels.to(anchors.device)[safe_index] > 0))
+            else:
+                positive.append(foreground)
             tokens = anchors.new_zeros((anchors.shape[0], num_tokens))
             # UPSTREAM-QUIRK: 1.14 - background anchors target the last token ("no object" slot); it only
             # matters when the caption fills all L tokens, since padded tokens are masked out of the loss.
@@ -229,11 +241,13 @@ class VLATSSLoss(nn.Module):
             matched.append(index)
             reg_targets.append(regs)
             token_targets.append(tokens)
-        return ATSSTargets(torch.stack(matched), torch.stack(reg_targets), torch.stack(token_targets))
+        return ATSSTargets(torch.stack(matched), torch.stack(positive), torch.stack(reg_targets),
+                           torch.stack(token_targets))
 
     def forward(self, box_regression: torch.Tensor, centerness: torch.Tensor, dot_product_logits: torch.Tensor,
                 anchors_per_level: Sequence[torch.Tensor], gt_boxes: Sequence[torch.Tensor],
-                token_maps: Sequence[torch.Tensor], text_masks: torch.Tensor) -> Dict[str, torch.Tensor]:
+                token_maps: Sequence[torch.Tensor], text_masks: torch.Tensor,
+                gt_labels: Optional[Sequence[torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
         """Losses of a batch.
 
         Args:
@@ -244,6 +258,7 @@ class VLATSSLoss(nn.Module):
             gt_boxes: per image Tensor[G_i, 4] xyxy in the padded image's coordinates.
             token_maps: per image binary Tensor[G_i, L] (the rows of the dense positive map).
             text_masks (Tensor[B, L]): 1 for real tokens (attention mask).
+            gt_labels: per image Tensor[G_i] box labels; boxes labelled 0 give no positives (None: all > 0).
 
         Returns:
             dict with ``loss_reg``, ``loss_centerness``, ``loss_cls`` (constant 0) and ``loss_dot_product_token``.
@@ -251,13 +266,14 @@ class VLATSSLoss(nn.Module):
         with torch.autocast(device_type=box_regression.device.type, enabled=False):
             return self._losses(box_regression.float(), centerness.float(), dot_product_logits.float(),
                                 [a.float() for a in anchors_per_level], [b.float() for b in gt_boxes],
-                                token_maps, text_masks)
+                                token_maps, text_masks, gt_labels)
 
     def _losses(self, box_regression, centerness, dot_product_logits, anchors_per_level, gt_boxes, token_maps,
-                text_masks) -> Dict[str, torch.Tensor]:
-        targets = self.prepare_targets(anchors_per_level, gt_boxes, token_maps, dot_product_logits.shape[-1])
+                text_masks, gt_labels) -> Dict[str, torch.Tensor]:
+        targets = self.prepare_targets(anchors_per_level, gt_boxes, token_maps, dot_product_logits.shape[-1],
+                                       gt_labels)
         device = box_regression.device
-        positive = targets.matched >= 0  # [B, A]
+        positive = targets.positive  # [B, A]
         num_pos_avg = max(_reduce_mean(positive.sum().item(), device), 1.0)
 
         token_mask = text_masks.bool()[:, None, :].expand_as(dot_product_logits)

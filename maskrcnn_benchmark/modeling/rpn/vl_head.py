@@ -267,8 +267,10 @@ class VLDyHeadModule(nn.Module):
         centerness = torch.cat([c.reshape(batch, -1) for c in outputs.centerness], dim=1)
         dot_product_logits = torch.cat(outputs.dot_product_logits, dim=1)
         gt_boxes = [t.convert("xyxy").bbox for t in targets]
+        gt_labels = [t.get_field("labels") if t.has_field("labels") else torch.ones(len(t), dtype=torch.int64)
+                     for t in targets]
         return self.loss_evaluator(box_regression, centerness, dot_product_logits, anchors, gt_boxes, token_maps,
-                                   text_masks)
+                                   text_masks, gt_labels)
 
 
 @RPN_ARCHITECTURES.register("VLDYHEAD")

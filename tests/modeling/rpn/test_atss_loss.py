@@ -112,3 +112,18 @@ def test_losses_are_float32_for_low_precision_inputs(dtype):
                           [torch.tensor([[4.0, 6.0, 40.0, 30.0]])], [torch.tensor([[0.0, 1.0, 0.0, 0.0]])],
                           torch.ones(1, 4))
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+
+
+def test_label_zero_boxes_give_no_positives_but_keep_token_targets():
+    # UPSTREAM-QUIRK 1.14: positives are anchors matched to boxes labelled > 0.
+    levels = _levels()
+    boxes = [torch.tensor([[4.0, 6.0, 40.0, 30.0], [20.0, 20.0, 60.0, 62.0]])]
+    token_maps = [torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])]
+    loss_fn = VLATSSLoss()
+    targets = loss_fn.prepare_targets(levels, boxes, token_maps, 4, gt_labels=[torch.tensor([0, 3])])
+    matched, positive = targets.matched[0], targets.positive[0]
+    assert (matched == 0).any() and (matched == 1).any()
+    assert not positive[matched == 0].any() and positive[matched == 1].all()
+    assert targets.token_targets[0][matched == 0].eq(torch.tensor([0.0, 1.0, 0.0, 0.0])).all()
+    all_positive = loss_fn.prepare_targets(levels, boxes, token_maps, 4).positive[0]
+    assert torch.equal(all_positive, matched >= 0)
