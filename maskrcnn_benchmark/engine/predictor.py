@@ -546,12 +546,17 @@ def color_for_label(label: int) -> Tuple[int, int, int]:
     return _PALETTE[(int(label) - 1) % len(_PALETTE)]
 
 
+def _overlap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> bool:
+    return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
+
+
 def draw_detections(image, detections: Detections, line_width: int = 2, rgb: bool = False):
     """Draws boxes and "name score" labels on a copy of ``image``.
 
     Boxes are drawn from the lowest to the highest score (the best box ends on top), with the outline on
-    the box's pixels ``x1..x2`` / ``y1..y2`` (rounded); each label sits on a filled tag in the box colour
-    just above the box (inside it when there is no room).
+    the box's pixels ``x1..x2`` / ``y1..y2`` (rounded). Then each label, best first, goes on a filled tag in
+    the box colour: just above the box, else just inside its top, else just below it, taking the first place
+    that overlaps no tag already drawn.
 
     Args:
         image: what :func:`load_image` accepts (BGR arrays as there).
@@ -567,19 +572,25 @@ def draw_detections(image, detections: Detections, line_width: int = 2, rgb: boo
     canvas = load_image(image, rgb=rgb)[0]  # always a new RGB image
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
+    boxes = [[int(round(v)) for v in box] for box in detections.boxes.tolist()]
     order = torch.argsort(detections.scores, stable=True).tolist()  # ascending: best drawn last
     for index in order:
-        x1, y1, x2, y2 = [int(round(v)) for v in detections.boxes[index].tolist()]
-        label = int(detections.labels[index])
-        color = color_for_label(label)
-        draw.rectangle([x1, y1, x2, y2], outline=color, width=line_width)
+        draw.rectangle(boxes[index], outline=color_for_label(int(detections.labels[index])), width=line_width)
+    placed: List[Tuple[int, int, int, int]] = []
+    for index in reversed(order):
+        x1, y1, _, y2 = boxes[index]
+        color = color_for_label(int(detections.labels[index]))
         text = f"{detections.names[index]} {float(detections.scores[index]):.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tag_h, tag_w = bottom - top + 2, right - left + 4
-        tag_y = y1 - tag_h if y1 - tag_h >= 0 else y1 + line_width
         tag_x = x1 + line_width
-        draw.rectangle([tag_x, tag_y, tag_x + tag_w, tag_y + tag_h - 1], fill=color)
+        candidates = [y for y in (y1 - tag_h, y1 + line_width, y2 + 1) if 0 <= y <= canvas.height - tag_h]
+        candidates = candidates or [max(0, min(y1, canvas.height - tag_h))]
+        rects = [(tag_x, y, tag_x + tag_w, y + tag_h - 1) for y in candidates]
+        rect = next((r for r in rects if not any(_overlap(r, other) for other in placed)), rects[0])
+        placed.append(rect)
+        draw.rectangle(rect, fill=color)
         brightness = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-        draw.text((tag_x + 2, tag_y + 1 - top), text, fill=(0, 0, 0) if brightness > 128 else (255, 255, 255),
+        draw.text((rect[0] + 2, rect[1] + 1 - top), text, fill=(0, 0, 0) if brightness > 128 else (255, 255, 255),
                   font=font)
     return canvas
