@@ -26,7 +26,7 @@ import torch
 from maskrcnn_benchmark.utils.distributed import broadcast_object, get_world_size, is_main_process, synchronize
 from maskrcnn_benchmark.utils.miscellaneous import atomic_write_text
 
-__all__ = ["inference", "primary_metric", "format_metrics_table", "GroundingQuery", "grounding_queries"]
+__all__ = ["inference", "primary_metric", "format_metrics_table", "GroundingQuery", "grounding_queries", "PrefixReuse"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,17 +123,62 @@ def grounding_queries(targets: Sequence[Any], positive_map_eval: Optional[Sequen
 # ---------------------------------------------------------------------------------------------------------
 # forward passes
 # ---------------------------------------------------------------------------------------------------------
-def _forward_detection(model, images, plans) -> List[Any]:
-    """Run every prompt chunk on the batch and concatenate each image's detections (no re-NMS, as upstream)."""
+def _concat_per_image(per_image: List[List[Any]]) -> List[Any]:
     from maskrcnn_benchmark.structures.boxlist_ops import cat_boxlist
 
+    return [parts[0] if len(parts) == 1 else cat_boxlist(parts) for parts in per_image]
+
+
+def _forward_detection(model, images, plans) -> List[Any]:
+    """Run every prompt chunk on the batch and concatenate each image's detections (no re-NMS, as upstream)."""
     per_image: List[List[Any]] = [[] for _ in range(len(images.image_sizes))]
     for plan in plans:
         captions = [plan.caption] * len(images.image_sizes)
         outputs = model(images, captions=captions, positive_map=plan.token_map)
         for index, boxlist in enumerate(outputs):
             per_image[index].append(boxlist)
-    return [parts[0] if len(parts) == 1 else cat_boxlist(parts) for parts in per_image]
+    return _concat_per_image(per_image)
+
+
+class PrefixReuse:
+    """Chunked detection prompts with shared work (``TEST.REUSE_IMAGE_PREFIX``).
+
+    FIBER fuses text into the last backbone blocks, so every prompt chunk needs its own pass through them, but
+    the image-only prefix (patch embedding .. the stage-3 blocks before fusion, ~47% of a FIBER-B pass,
+    upstream-facts.md 12) does not depend on the caption: it runs once per batch. Likewise the text layers
+    before fusion depend only on the chunk's caption, which is the same for every batch: they run once per
+    chunk for the whole data set. Results equal the plain per-chunk forward (the backbone tests check it).
+    """
+
+    def __init__(self, model):
+        self.core = model.module if hasattr(model, "module") else model
+        self.text_prefixes: Dict[int, Any] = {}
+
+    @staticmethod
+    def supported(model) -> bool:
+        core = model.module if hasattr(model, "module") else model
+        backbone = getattr(core, "fusion_backbone", None)
+        return all(hasattr(backbone, name) for name in ("forward_image_prefix", "forward_from_prefix",
+                                                        "forward_text_prefix")) and hasattr(core, "tokenize")
+
+    def _text_prefix(self, index: int, caption: str, device):
+        if index not in self.text_prefixes:
+            tokens = self.core.tokenize([caption], device)
+            self.text_prefixes[index] = self.core.fusion_backbone.forward_text_prefix(tokens)
+        return self.text_prefixes[index]
+
+    def __call__(self, images, plans) -> List[Any]:
+        core = self.core
+        image_prefix = core.fusion_backbone.forward_image_prefix(images)
+        per_image: List[List[Any]] = [[] for _ in range(len(images.image_sizes))]
+        for index, plan in enumerate(plans):
+            text = self._text_prefix(index, plan.caption, images.tensors.device)
+            features, language_dict = core.fusion_backbone.forward_from_prefix(image_prefix, text)
+            captions = [plan.caption] * len(images.image_sizes)
+            detections, _, _ = core.rpn(images, features, None, language_dict, plan.token_map, captions)
+            for image_index, boxlist in enumerate(detections):
+                per_image[image_index].append(boxlist)
+        return _concat_per_image(per_image)
 
 
 def _forward_grounding(model, images, queries: Sequence[GroundingQuery]) -> List[Any]:
@@ -194,9 +239,14 @@ def _eval_task(cfg) -> str:
     return task
 
 
-def _run_batches(model, data_loader, device, task, plans, evaluator, subset: int) -> int:
+def _run_batches(model, data_loader, device, task, plans, evaluator, subset: int, reuse_prefix: bool) -> int:
     from tqdm import tqdm
 
+    chunked = None
+    if task == "detection" and len(plans) > 1 and reuse_prefix and PrefixReuse.supported(model):
+        chunked = PrefixReuse(model)
+        logger.info("%d prompt chunks: the image prefix runs once per batch, the pre-fusion text layers once per "
+                    "chunk (TEST.REUSE_IMAGE_PREFIX)", len(plans))
     count = 0
     bar = tqdm(total=len(data_loader), desc="inference", disable=not is_main_process(), mininterval=1.0,
                dynamic_ncols=True)
@@ -208,7 +258,9 @@ def _run_batches(model, data_loader, device, task, plans, evaluator, subset: int
             positive_map_eval = batch[4] if len(batch) > 4 else None
             images = images.to(device)
             with torch.no_grad():
-                if task == "detection":
+                if chunked is not None:
+                    outputs = chunked(images, plans)
+                elif task == "detection":
                     outputs = _forward_detection(model, images, plans)
                 else:
                     outputs = _forward_grounding(model, images, grounding_queries(targets, positive_map_eval))
@@ -258,7 +310,9 @@ def inference(
     logger.info("evaluating %s (%d images, task %s, %d process(es))", dataset_name, len(dataset), task,
                 get_world_size())
     start = time.time()
-    count = _run_batches(model, data_loader, torch.device(device), task, plans, evaluator, int(cfg.TEST.SUBSET))
+    reuse = bool(getattr(cfg.TEST, "REUSE_IMAGE_PREFIX", False))
+    count = _run_batches(model, data_loader, torch.device(device), task, plans, evaluator, int(cfg.TEST.SUBSET),
+                         reuse)
     seconds = time.time() - start
     logger.info("inference on %s: %d images in %.1f s (%.3f s/image per process)", dataset_name, count, seconds,
                 seconds / max(count, 1))

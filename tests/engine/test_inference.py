@@ -167,3 +167,39 @@ def test_primary_metric_and_table():
     assert primary_metric({"AP": None}) is None and primary_metric({}) is None
     table = format_metrics_table({"AP": 1.23456, "nested": {"x": 2}, "skip": "text"}, title="t")
     assert table.splitlines()[0] == "t" and "nested/x" in table and "1.2346" in table and "skip" not in table
+
+
+def test_prefix_reuse_equals_full_forward_per_chunk(bpe_tokenizer_dir, bpe_tokenizer):
+    from pathlib import Path
+
+    from maskrcnn_benchmark.data.prompts import plan_detection_prompts
+    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.engine.inference import PrefixReuse, _forward_detection
+    from maskrcnn_benchmark.modeling.detector import build_detection_model
+
+    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "fiber_tiny.yaml"
+    if not tiny.is_file():
+        pytest.skip("configs/tiny/fiber_tiny.yaml is absent")
+    cfg = load_config(str(tiny), ["MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir,
+                                  "MODEL.ATSS.INFERENCE_TH", "0.0"])
+    torch.manual_seed(0)
+    model = build_detection_model(cfg).eval()
+    with torch.no_grad():  # make the fusion gates non-zero so that text really changes the image features
+        for name, parameter in model.named_parameters():
+            if "alpha" in name:
+                parameter.fill_(0.5)
+    names = {i + 1: n for i, n in enumerate(["red square", "blue circle", "green triangle", "yellow diamond", "cat"])}
+    plans = plan_detection_prompts(names, bpe_tokenizer, chunk_size=2, max_query_len=128)
+    assert len(plans) == 3
+    images = _images([(64, 64), (64, 48)])
+    images.tensors.normal_()
+    assert PrefixReuse.supported(model)
+    with torch.no_grad():
+        full = _forward_detection(model, images, plans)
+        reused = PrefixReuse(model)(images, plans)
+        reused_again = PrefixReuse(model)(images, plans)
+    for a, b, c in zip(full, reused, reused_again):
+        assert len(a) > 0 and a.get_field("labels").tolist() == b.get_field("labels").tolist()
+        torch.testing.assert_close(b.bbox, a.bbox, rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(b.get_field("scores"), a.get_field("scores"), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(c.bbox, b.bbox, rtol=0, atol=0)
