@@ -70,3 +70,10 @@ def test_iteration_based_sampler_yields_sample_keys_with_stable_seeds():
     assert _iteration_batches(5, seed_samples=9) == keyed[5:]
     seeds = [k.seed for b in keyed for k in b]
     assert len(set(seeds)) == len(seeds)  # same image in another epoch gets another seed
+
+
+def test_iteration_based_sampler_explains_an_empty_epoch():
+    sampler = DistributedSampler(list(range(3)), 1, 0, seed=0)
+    batches = torch.utils.data.BatchSampler(sampler, 4, drop_last=True)
+    with pytest.raises(ValueError, match="fewer images than one per-process batch"):
+        list(IterationBasedBatchSampler(batches, 5))

@@ -73,7 +73,11 @@ class IterationBasedBatchSampler(Sampler[List]):
                 if iteration >= self.num_iterations:
                     return
             if not produced:
-                raise ValueError("IterationBasedBatchSampler: the wrapped batch sampler produced no batch")
+                raise ValueError(
+                    "IterationBasedBatchSampler: an epoch produced no batch - the data set (or each aspect-ratio "
+                    "group) has fewer images than one per-process batch; lower SOLVER.IMS_PER_BATCH or set "
+                    "DATALOADER.ASPECT_RATIO_GROUPING False"
+                )
             epoch += 1
 
     def __len__(self) -> int:
