@@ -243,3 +243,20 @@ def test_cuda_amp_close_to_cpu_fp32(predictor, tmp_path):
     fp32 = Predictor(predictor.cfg, weight=path, device="cuda", amp=False, pad_mode="canvas")
     for a, b in zip(fp32.predict(images, CLASSES), cpu.predict(images, CLASSES)):
         torch.testing.assert_close(a.scores[:20], b.scores[:20], rtol=0, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_chunked_prompts_with_prefix_reuse(predictor):
+    import copy
+
+    names = [f"shape number {i} of the long list" for i in range(30)]
+    model = copy.deepcopy(predictor.model)
+    images = [scene(i, (128, 128)) for i in range(3)]
+    for amp in (False, True):
+        reuse = Predictor(predictor.cfg, model=model, device="cuda", amp=amp)
+        plain = Predictor(predictor.cfg, model=model, device="cuda", amp=amp, reuse_prefix=False)
+        assert len(reuse.detection_prompts(names)) > 1
+        for a, b in zip(reuse.predict(images, names), plain.predict(images, names)):
+            assert len(a) == len(b) > 0
+            torch.testing.assert_close(a.scores[:20], b.scores[:20], rtol=0, atol=1e-5 if not amp else 2e-3)
