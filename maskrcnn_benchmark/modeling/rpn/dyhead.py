@@ -165,5 +165,9 @@ def build_dyhead_tower(in_channels: int, channels: int, num_convs: int, num_grou
     """
     if num_convs < 1:
         raise ValueError(f"MODEL.DYHEAD.NUM_CONVS must be >= 1, got {num_convs}")
-    blocks = [DyConv(in_channels if i == 0 else channels, channels, num_groups, eps) for i in range(num_convs)]
+    if in_channels != channels:
+        # Upstream silently turns the first block into a plain conv + ReLU block in that case.
+        raise ValueError(f"MODEL.DYHEAD.CHANNELS ({channels}) must equal MODEL.BACKBONE.OUT_CHANNELS "
+                         f"({in_channels}): the DyHead tower keeps the FPN width")
+    blocks = [DyConv(channels, channels, num_groups, eps) for _ in range(num_convs)]
     return DyHeadTower(*blocks)

@@ -1,5 +1,6 @@
 """DyHead tower: DyReLU math, the scale-attention combination of the three convolutions, shapes and names."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -77,3 +78,10 @@ def test_tower_backward_reaches_every_parameter():
     sum(o.square().mean() for o in outputs).backward()
     missing = [n for n, p in tower.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert missing == []
+
+
+def test_tower_rejects_unsupported_widths():
+    with pytest.raises(ValueError, match="OUT_CHANNELS"):
+        build_dyhead_tower(32, 16, num_convs=1, num_groups=4)
+    with pytest.raises(ValueError, match="NUM_CONVS"):
+        build_dyhead_tower(16, 16, num_convs=0, num_groups=4)

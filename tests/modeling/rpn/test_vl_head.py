@@ -94,3 +94,22 @@ def test_split_positive_map():
     assert split_positive_map(dense, None, training=False) == (None, {1: [0, 1], 2: [2], 3: [1]})
     with pytest.raises(ValueError, match="evaluation needs positive_map"):
         split_positive_map(None, None, training=False)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("MODEL.DYHEAD.USE_DFCONV", False, "USE_DFCONV"),
+    ("MODEL.DYHEAD.FUSE_CONFIG.USE_DOT_PRODUCT_TOKEN_LOSS", False, "USE_DOT_PRODUCT_TOKEN_LOSS"),
+    ("MODEL.DYHEAD.FUSE_CONFIG.USE_CLASSIFICATION_LOSS", True, "USE_CLASSIFICATION_LOSS"),
+    ("MODEL.RPN.ASPECT_RATIOS", (0.5, 1.0, 2.0), "one anchor per location"),
+])
+def test_module_rejects_options_it_does_not_build(key, value, match):
+    from maskrcnn_benchmark.config import cfg as default_cfg
+    from maskrcnn_benchmark.modeling.rpn import build_rpn
+
+    cfg = default_cfg.clone()
+    cfg.merge_from_file(str(Path(__file__).resolve().parents[3] / "configs" / "tiny" / "fiber_tiny.yaml"))
+    module = build_rpn(cfg)
+    assert type(module).__name__ == "VLDyHeadModule"
+    cfg.merge_from_list([key, value])
+    with pytest.raises(ValueError, match=match):
+        build_rpn(cfg)
