@@ -233,6 +233,13 @@ def test_freezing_is_reapplied_by_train(one_thread):
     assert "rpn.head.bbox_pred.weight" in trainable and "rpn.head.cls_logits.weight" not in trainable
 
 
+def test_unsupported_options_are_rejected():
+    with pytest.raises(ValueError, match="MASK_SPECIAL"):
+        _tiny_model(opts=["MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL", True])
+    with pytest.raises(ValueError, match="RPN_ONLY"):
+        _tiny_model(opts=["MODEL.RPN_ONLY", False])
+
+
 def test_training_needs_targets_and_positive_map(one_thread):
     model = _tiny_model().train()
     images, targets, _, text, _ = _synthetic_batch(_load_cfg(TINY))

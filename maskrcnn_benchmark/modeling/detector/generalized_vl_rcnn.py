@@ -51,6 +51,9 @@ class GeneralizedVLRCNN(nn.Module):
         if not cfg.MODEL.RPN_ONLY:
             raise ValueError("GeneralizedVLRCNN supports MODEL.RPN_ONLY True only (FIBER has no ROI heads)")
         language = cfg.MODEL.LANGUAGE_BACKBONE
+        if language.MASK_SPECIAL:
+            raise ValueError("MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL True is not supported (every FIBER config sets "
+                             "False)")
         self.tokenizer_name = language.TOKENIZER_TYPE
         self.max_query_len = language.MAX_QUERY_LEN
         self.pad_max = language.PAD_MAX
