@@ -194,7 +194,6 @@ _C.DATASETS.DISABLE_SHUFFLE = False  # keep class names in id order in detection
 _C.DATASETS.SEPARATION_TOKENS = " "  # separator between class names in captions (FIBER: ". "); data/prompts
 _C.DATASETS.SPECIAL_SAFEGUARD_FOR_COCO_GROUNDING = False  # LVIS fine-tune caption mode (positives + sampled
 #                                                           negatives, token budget); data/datasets
-_C.DATASETS.SAFEGUARD_POSITIVE_CAPTION = True  # drop positives that overflow the token budget; data/datasets
 _C.DATASETS.OVERRIDE_CATEGORY = None  # categories replacing the json's (Python-literal list of dicts); data
 _C.DATASETS.USE_OVERRIDE_CATEGORY = False  # apply OVERRIDE_CATEGORY; data/build
 _C.DATASETS.CAPTION_PROMPT = None  # per-class {"prefix","name","suffix"} list (Python literal); data/prompts
@@ -257,7 +256,6 @@ _C.SOLVER.GRAD_CLIP = 0.0  # legacy full-model gradient-norm clip (> 0 enables) 
 _C.SOLVER.MODEL_EMA = 0.0  # EMA decay of a model copy (0: no EMA; FIBER: 0.999); solver/ema, engine
 _C.SOLVER.USE_EMA_FOR_MONITOR = False  # validate the EMA weights during training; engine/trainer
 _C.SOLVER.FIND_UNUSED_PARAMETERS = True  # DDP find_unused_parameters; engine/trainer
-_C.SOLVER.TEST_WITH_INFERENCE = False  # validation during training runs full inference + evaluation; engine
 _C.SOLVER.TUNING_HIGHLEVEL_OVERRIDE = None  # finetune mode: "full", "linear_prob", "language_prompt_v1".."v4";
 #                                             tools/finetune
 _C.SOLVER.CLIP_GRADIENTS = CN()
@@ -406,6 +404,10 @@ for _name, _default, _reason in (
 ):
     _inert(_D, _name, _default, f"DATASETS.{_name}", _reason)
 
+_inert(_C.DATASETS, "SAFEGUARD_POSITIVE_CAPTION", True, "DATASETS.SAFEGUARD_POSITIVE_CAPTION",
+       "positives that overflow the caption token budget are always dropped (upstream's True; False is rejected)")
+_inert(_C.SOLVER, "TEST_WITH_INFERENCE", False, "SOLVER.TEST_WITH_INFERENCE",
+       "validation during training always runs inference + evaluation (what True selects upstream)")
 _inert(_C, "PATHS_CATALOG", os.path.join(os.path.dirname(__file__), "paths_catalog.py"), "PATHS_CATALOG",
        "the catalog is maskrcnn_benchmark.config.paths_catalog; add data sets with DATASETS.REGISTER")
 _inert(_C, "TENSORBOARD_EXP", "OUTPUT", "TENSORBOARD_EXP", "TensorBoard files are written to OUTPUT_DIR/tensorboard")

@@ -115,6 +115,9 @@ def _check_data_and_solver(cfg, problems: List[str]) -> None:
     if cfg.AUGMENT.VERTICAL_FLIP_PROB_TRAIN != 0.0:
         problems.append(f"AUGMENT.VERTICAL_FLIP_PROB_TRAIN = {cfg.AUGMENT.VERTICAL_FLIP_PROB_TRAIN}: vertical "
                         "flipping is not implemented (set it to 0.0)")
+    if not cfg.DATASETS.SAFEGUARD_POSITIVE_CAPTION:
+        problems.append("DATASETS.SAFEGUARD_POSITIVE_CAPTION = False is not supported: positives that overflow the "
+                        "caption token budget are always dropped")
     steps = list(cfg.SOLVER.STEPS)
     if steps != sorted(steps):
         problems.append(f"SOLVER.STEPS must be increasing, got {tuple(steps)}")

@@ -255,6 +255,7 @@ def _fiber_cfg():
         (["MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL", "True"], "MASK_SPECIAL = True"),
         (["AUGMENT.VERTICAL_FLIP_PROB_TRAIN", "0.5"], "vertical flipping is not implemented"),
         (["MODEL.DYHEAD.FUSE_CONFIG.TYPE", "MHA-B"], "early-fusion types are not supported"),
+        (["DATASETS.SAFEGUARD_POSITIVE_CAPTION", "False"], "SAFEGUARD_POSITIVE_CAPTION = False"),
     ],
 )
 def test_validate_config_rejects(opts, expected):
