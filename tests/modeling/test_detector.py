@@ -2,7 +2,6 @@
 end (losses, training, detections, freezing, lazy tokenizer, compiled vs pure-torch ops)."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest

@@ -15,7 +15,7 @@ from maskrcnn_benchmark.modeling.backbone import build_fusion_backbone
 from maskrcnn_benchmark.modeling.registry import META_ARCHITECTURES
 from maskrcnn_benchmark.modeling.rpn import build_rpn
 from maskrcnn_benchmark.structures.bounding_box import BoxList
-from maskrcnn_benchmark.structures.image_list import ImageList, to_image_list
+from maskrcnn_benchmark.structures.image_list import to_image_list
 
 __all__ = ["GeneralizedVLRCNN", "phrases_for_labels"]
 

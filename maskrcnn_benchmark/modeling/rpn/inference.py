@@ -14,7 +14,7 @@ so the candidates, their order and the results are the same, at a fraction of th
 """
 
 import logging
-from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import List, Mapping, NamedTuple, Sequence, Tuple
 
 import torch
 from torch import nn

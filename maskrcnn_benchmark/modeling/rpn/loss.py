@@ -14,7 +14,7 @@ Losses (all computed in float32, also under autocast):
 """
 
 import logging
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F

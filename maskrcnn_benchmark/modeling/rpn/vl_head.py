@@ -83,7 +83,8 @@ class VLDyHead(nn.Module):
     """
 
     def __init__(self, in_channels: int = 256, channels: int = 256, num_convs: int = 6, num_groups: int = 16,
-                 group_norm_eps: float = 1e-5, num_levels: int = 5, num_classes: int = 81, lang_dim: int = 768, prior_prob: float = 0.01,
+                 group_norm_eps: float = 1e-5, num_levels: int = 5, num_classes: int = 81, lang_dim: int = 768,
+                 prior_prob: float = 0.01,
                  log_scale: float = 0.0, clamp_dot_product: bool = True):
         super().__init__()
         self.clamp_dot_product = clamp_dot_product

@@ -46,7 +46,8 @@ def test_losses_match_reference():
     torch.manual_seed(0)
     levels = _levels()
     num_anchors = sum(len(a) for a in levels)
-    gt_boxes = [torch.tensor([[4.0, 6.0, 40.0, 30.0], [20.0, 20.0, 60.0, 62.0]]), torch.tensor([[10.0, 10.0, 33.0, 50.0]])]
+    gt_boxes = [torch.tensor([[4.0, 6.0, 40.0, 30.0], [20.0, 20.0, 60.0, 62.0]]),
+                torch.tensor([[10.0, 10.0, 33.0, 50.0]])]
     num_tokens = 8
     token_maps = [torch.tensor([[0, 1, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0, 0]]).float(),
                   torch.tensor([[0, 1, 0, 0, 0, 0, 0, 0]]).float()]

@@ -76,7 +76,8 @@ def test_clamp_dot_product():
 
 
 def test_split_positive_map():
-    targets = [BoxList(torch.tensor([[0.0, 0, 5, 5], [1, 1, 4, 4]]), (10, 10)), BoxList(torch.tensor([[2.0, 2, 8, 8]]), (10, 10))]
+    targets = [BoxList(torch.tensor([[0.0, 0, 5, 5], [1, 1, 4, 4]]), (10, 10)),
+               BoxList(torch.tensor([[2.0, 2, 8, 8]]), (10, 10))]
     dense = torch.tensor([[0.5, 0.5, 0], [0, 0, 1.0], [0, 1.0, 0]])
     token_maps, label_map = split_positive_map(dense, targets, training=True)
     assert label_map is None
