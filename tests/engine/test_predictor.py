@@ -208,7 +208,8 @@ def test_weights_round_trip_and_other_config_rejected(predictor, tmp_path, bpe_t
     image = scene(4, (160, 128))
     _assert_same(reloaded.predict(image, CLASSES), predictor.predict(image, CLASSES), atol=1e-6)
     # A checkpoint of another config: a clear error naming the file and the mismatch.
-    other = tiny_cfg(bpe_tokenizer_dir, "MODEL.DYHEAD.CHANNELS", "16", "MODEL.GROUP_NORM.NUM_GROUPS", "4")
+    other = tiny_cfg(bpe_tokenizer_dir, "MODEL.BACKBONE.OUT_CHANNELS", "16", "MODEL.DYHEAD.CHANNELS", "16",
+                     "MODEL.GROUP_NORM.NUM_GROUPS", "4")
     from maskrcnn_benchmark.modeling.detector import build_detection_model
 
     other_path = DetectronCheckpointer(None, build_detection_model(other), save_dir=str(tmp_path / "o")).save("m")
