@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", default=str(_REPO_CONFIGS / "fiber_tiny.yaml"), help="tiny model config")
     parser.add_argument("--demo-config", default=str(_REPO_CONFIGS / "demo.yaml"),
                         help="data/schedule settings merged on top of --config-file")
-    parser.add_argument("--num-images", type=int, default=None, help="images per split (default: demo.yaml's)")
+    parser.add_argument("--num-images", type=int, default=None, help="images per split (default 48)")
     parser.add_argument("--seed", type=int, default=0, help="data and initialisation seed")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. SOLVER.MAX_ITER 100")
     return parser
