@@ -68,7 +68,9 @@ def merge_config_file(cfg, path: str) -> None:
 
 
 def _clean_opts(opts: Optional[Sequence[str]]) -> list:
-    opts = [item for item in (opts or []) if item != "\\"]
+    # Copy-paste artefacts of multi-line shell commands ("\\" or "\\ " before a line break) are dropped; an
+    # empty string stays (it is a value, e.g. MODEL.WEIGHT "").
+    opts = [item for item in (opts or []) if item != "\\" and not (item and not item.strip())]
     if opts and opts[0] == "--":
         opts = opts[1:]
     if len(opts) % 2:
