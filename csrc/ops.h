@@ -3,7 +3,7 @@
 // deform_conv.cpp; cpu/*.cpp and cuda/*.cu implement the per-device kernels declared here.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <optional>
 #include <tuple>

@@ -1,4 +1,6 @@
 // pybind11 module maskrcnn_benchmark._C: input checks and device dispatch for every compiled op.
+#include <torch/extension.h>
+
 #include <string>
 
 #include "ops.h"

@@ -35,13 +35,10 @@ def _command_version(command: List[str]) -> Optional[str]:
 
 
 def _nvcc_path() -> Optional[str]:
-    try:
-        from torch.utils.cpp_extension import CUDA_HOME
-    except ImportError:
-        CUDA_HOME = None
     candidates = []
-    if CUDA_HOME:
-        candidates.append(os.path.join(CUDA_HOME, "bin", "nvcc"))
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if cuda_home:
+        candidates.append(os.path.join(cuda_home, "bin", "nvcc"))
     found = shutil.which("nvcc")
     if found:
         candidates.append(found)

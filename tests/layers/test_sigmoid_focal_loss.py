@@ -159,8 +159,8 @@ def test_cuda_kernels_match_cpu(require_compiled_cuda, dtype):
     tok_logits, tok_targets, text_mask = token_inputs(batch=2, anchors=300, tokens=256, seed=5, dtype=dtype)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     for device in ("cpu", "cuda"):
-        x = logits.to(device).requires_grad_(True)
-        y = tok_logits.to(device).requires_grad_(True)
+        x = logits.detach().to(device).clone().requires_grad_(True)
+        y = tok_logits.detach().to(device).clone().requires_grad_(True)
         loss_a = sigmoid_focal_loss(x, targets.to(device), 2.0, 0.25, impl="compiled")
         loss_b = token_sigmoid_focal_loss(y, tok_targets.to(device), 0.25, 2.0, mask=text_mask.to(device),
                                           impl="compiled")
