@@ -87,3 +87,32 @@ def test_every_kind_of_task_end_to_end(tmp_path, synthetic_root, tiny_weight, bp
     assert len(top1_preds) >= 1 and max(per_image.values()) == 1
     assert len(default_preds) > len(top1_preds)
     assert "MODEL.DYHEAD.NUM_CLASSES" in log and "post-processing keys taking effect" in log
+
+
+@pytest.mark.slow
+def test_two_process_evaluation_equals_one_process(tmp_path, tiny_weight, bpe_tokenizer_dir):
+    import socket
+
+    from _tool_helpers import write_fixed_size_coco
+
+    data = write_fixed_size_coco(tmp_path / "data", num_images=5)  # odd: shards of 3 and 2, nothing repeated
+    task = tmp_path / "coco_task.yaml"
+    task.write_text('DATASETS:\n  TEST: ("coco_2017_val",)\n')
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    common = ["--config-file", TINY, "--weight", tiny_weight, "--task_config", task,
+              "MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir, "MODEL.ATSS.INFERENCE_TH", "0.0",
+              "TEST.EVAL_TASK", "detection", *FAST, "TEST.IMS_PER_BATCH", "2"]
+    one = run_tool([TOOLS / "test_grounding_net.py", *common, "OUTPUT_DIR", tmp_path / "one"], tmp_path, data)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_tool(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+                    TOOLS / "test_grounding_net.py", *common, "OUTPUT_DIR", tmp_path / "two"], tmp_path, data)
+    assert two.returncode == 0, two.stderr[-3000:]
+    load = lambda out: json.loads((out / "eval" / "tiny_random" / "coco_2017_val" / "bbox.json").read_text())  # noqa
+    a, b = load(tmp_path / "one"), load(tmp_path / "two")
+    assert len(a) == len(b) and {r["image_id"] for r in a} == {r["image_id"] for r in b}
+    key = lambda r: (r["image_id"], r["category_id"], round(r["score"], 4))  # noqa: E731
+    assert sorted(map(key, a)) == sorted(map(key, b))
+    metrics = lambda out: json.loads((out / "eval" / "tiny_random" / "coco_2017_val" / "metrics.json").read_text())  # noqa
+    assert metrics(tmp_path / "one")["AP"] == pytest.approx(metrics(tmp_path / "two")["AP"], abs=1e-6)
