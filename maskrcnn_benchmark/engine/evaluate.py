@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
@@ -19,7 +19,8 @@ from maskrcnn_benchmark.engine.runner import apply_postprocessing, build_model, 
 from maskrcnn_benchmark.utils.distributed import is_main_process
 from maskrcnn_benchmark.utils.miscellaneous import atomic_write_text
 
-__all__ = ["load_weights", "evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task", "summarize_results"]
+__all__ = ["load_weights", "evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task",
+           "summarize_results"]
 
 logger = logging.getLogger(__name__)
 

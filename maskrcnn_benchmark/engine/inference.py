@@ -64,7 +64,8 @@ def format_metrics_table(metrics: Mapping[str, Any], title: str = "") -> str:
             for key, inner in value.items():
                 walk(f"{prefix}/{key}" if prefix else str(key), inner)
         elif isinstance(value, (int, float)) or value is None:
-            rows.append((prefix, "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)))
+            text = "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+            rows.append((prefix, text))
 
     walk("", metrics)
     width = max([len("metric")] + [len(name) for name, _ in rows])
@@ -225,7 +226,8 @@ def _detection_plans(cfg, dataset, model):
     from maskrcnn_benchmark.data.prompts import describe_plans, prompt_plans_from_cfg
 
     if not hasattr(dataset, "categories"):
-        raise TypeError(f"TEST.EVAL_TASK detection needs a data set with categories(); {type(dataset).__name__} has none")
+        raise TypeError(f"TEST.EVAL_TASK detection needs a data set with categories(); "
+                        f"{type(dataset).__name__} has none")
     plans = prompt_plans_from_cfg(cfg, dataset.categories(), _tokenizer_for(model, cfg))
     logger.info("detection prompts:\n%s", describe_plans(plans) if len(plans) <= 3 else
                 f"{len(plans)} prompt chunks for {sum(len(p.labels) for p in plans)} classes")

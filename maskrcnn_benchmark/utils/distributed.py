@@ -160,7 +160,8 @@ def init_distributed_from_env(backend: Optional[str] = None, timeout: datetime.t
         return is_dist_avail_and_initialized()
     for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
-            raise ValueError(f"WORLD_SIZE={world_size} but environment variable {name} is not set: launch with torchrun")
+            raise ValueError(f"WORLD_SIZE={world_size} but environment variable {name} is not set: "
+                             "launch with torchrun")
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
