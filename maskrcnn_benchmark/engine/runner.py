@@ -175,6 +175,8 @@ def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = 
           skip_optimizer_resume: bool = False, debug_nan_checkpoint: bool = False, weight: Optional[str] = None):
     """Train with ``cfg`` (frozen except for the derived SOLVER.MAX_ITER); returns (model, summary).
 
+    The returned model is the one to evaluate: the EMA copy when ``TEST.USE_EMA_WEIGHTS`` (and EMA is on).
+
     Args:
         cfg: merged config; MODEL.WEIGHT (or ``weight``) initialises the model unless OUTPUT_DIR holds a
             ``last_checkpoint`` (then training resumes from it).
@@ -214,7 +216,9 @@ def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = 
         resolve_checkpoint_period(cfg, int(cfg.SOLVER.MAX_ITER)), arguments, validator=validator, model_ema=ema,
         use_tensorboard=use_tensorboard, on_nan=_nan_dumper(cfg, model) if debug_nan_checkpoint else None)
     summary["train_image_ids"] = image_ids
-    return model, summary
+    from maskrcnn_benchmark.solver import evaluation_model
+
+    return evaluation_model(model, ema, bool(cfg.TEST.USE_EMA_WEIGHTS)), summary
 
 
 def evaluate_datasets(cfg, model, distributed: bool, device: torch.device, output_root: str) -> Dict[str, Any]:
