@@ -126,9 +126,13 @@ def _make_validator(cfg, distributed: bool, device):
     name, loader = make_test_loaders(cfg, distributed)[0]
 
     def validator(model, iteration: int) -> Optional[float]:
-        folder = os.path.join(cfg.OUTPUT_DIR, "eval_during_training", f"{iteration:07d}", name)
-        metrics = inference(model, loader, name, device=device, output_folder=folder, cfg=cfg)
-        return primary_metric(metrics)
+        # Nothing is written per validation (a COCO-size set would leave ~50 MB of predictions each time); the
+        # primary metric goes to metrics.jsonl and the log.
+        metrics = inference(model, loader, name, device=device, output_folder=None, cfg=cfg)
+        value = primary_metric(metrics)
+        logger.info("validation on %s at iteration %d: %s", name, iteration,
+                    {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        return value
 
     return validator
 
