@@ -22,12 +22,13 @@ Checkpoint layout written by :meth:`DetectronCheckpointer.save` (upstream's plus
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import pickle
 import tempfile
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional
+from typing import IO, Any, Dict, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
@@ -133,42 +134,39 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _atomic_file(path: str, mode: str) -> Iterator[IO]:
+    """Yields a handle on a temporary file in ``path``'s folder; on success it is synced and ``os.replace``d
+    onto ``path``, on any error it is removed (the old ``path``, if any, is left as it was)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``.
 
     A crash at any moment leaves either the old file or the new one, never a partial file.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
+    with _atomic_file(path, "wb") as handle:
+        torch.save(obj, handle)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def atomic_write_text(text: str, path: str) -> None:
     """Writes a small text file atomically (temporary file + ``os.replace``)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with _atomic_file(path, "w") as handle:
+        handle.write(text)
 
 
 # ---------------------------------------------------------------------------------------------------

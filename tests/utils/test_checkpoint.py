@@ -628,3 +628,21 @@ def test_inspect_cli_and_non_saving_rank(tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert ckpt_mod.main(["inspect", path]) == 0
     assert "kind: training" in caplog.text and "fusion_backbone.{0, 2}.{bias, weight}" in caplog.text
+
+
+def test_atomic_writers_replace_whole_files_or_leave_the_old_one(tmp_path):
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    path = tmp_path / "sub" / "model.pth"
+    ckpt_mod.atomic_torch_save({"w": torch.arange(3)}, str(path))  # creates the folder
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3))
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        ckpt_mod.atomic_torch_save({"w": Unpicklable()}, str(path))
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3))
+    text = tmp_path / "sub" / "last_checkpoint"
+    ckpt_mod.atomic_write_text("a.pth", str(text))
+    ckpt_mod.atomic_write_text("b.pth", str(text))
+    assert text.read_text() == "b.pth"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last_checkpoint", "model.pth"]  # no temp left
