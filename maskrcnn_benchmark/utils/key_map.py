@@ -127,6 +127,15 @@ _TRAINING = FileKind(
     ),
 )
 
+#: Our keys that no pre-training file (coarse stage, Swin, RoBERTa) holds; they keep their initial values:
+#: the FPN, the Swin stage-output norms (norm1..3), the prompt-tuning table and the VL DyHead.
+_DETECTOR_ONLY = (
+    r"fusion_backbone\.backbone\.fpn\.",
+    re.escape(SWIN_BODY) + r"norm\d\.",
+    r"fusion_backbone\.tunable_linear\.",
+    r"rpn\.",
+)
+
 _COARSE_UNUSED_HEADS = (
     r"(cross_modal_\w+|mlm_score|itm_score|rank_output|vqa_classifier|nlvr2_classifier|snli_classifier"
     r"|itc_\w+|image_queue|text_queue|image_input_queue|text_input_queue|text_input_mask_queue"
@@ -150,12 +159,7 @@ _COARSE = FileKind(
         KeyRule(r"text_transformer\.", TEXT_BODY, "coarse RoBERTa -> text body"),
         KeyRule(_COARSE_UNUSED_HEADS, None, "coarse-stage-only heads, poolers, ITC queues"),
     ),
-    expected_missing=(
-        r"fusion_backbone\.backbone\.fpn\.",
-        r"rpn\.",
-        re.escape(SWIN_BODY) + r"norm\d\.",
-        r"fusion_backbone\.tunable_linear\.",
-    ),
+    expected_missing=_DETECTOR_ONLY,
     optional_targets=(
         _V3_NORM,
         (re.escape(TEXT_BODY) + r"encoder\.layer\.\d+\.alpha_t2i$",
@@ -173,12 +177,8 @@ _SWIN = FileKind(
         KeyRule(r"layers\.\d+\.blocks\.\d+\.attn_mask$", None, "shifted-window mask buffer"),
         KeyRule(r"(?=patch_embed\.|layers\.)", SWIN_BODY, "Swin body -> image body"),
     ),
-    expected_missing=(
-        r"fusion_backbone\.backbone\.fpn\.",
+    expected_missing=_DETECTOR_ONLY + (
         r"fusion_backbone\.language_backbone\.",
-        r"fusion_backbone\.tunable_linear\.",
-        r"rpn\.",
-        re.escape(SWIN_BODY) + r"norm\d\.",
         re.escape(SWIN_BODY) + r"layers\.\d+\.blocks\.\d+\.attn\.(qkv_text_i2t|qkv_i2t|proj_i2t|alpha_i2t|norm_i2t_i)",
     ),
 )
@@ -193,10 +193,8 @@ _ROBERTA = FileKind(
         KeyRule(r"roberta\.", TEXT_BODY, "HF RobertaForMaskedLM body -> text body"),
         KeyRule(r"(?=embeddings\.|encoder\.)", TEXT_BODY, "HF RobertaModel -> text body"),
     ),
-    expected_missing=(
-        r"fusion_backbone\.backbone\.",
-        r"fusion_backbone\.tunable_linear\.",
-        r"rpn\.",
+    expected_missing=_DETECTOR_ONLY + (
+        r"fusion_backbone\.backbone\.",  # the whole image side
         re.escape(TEXT_BODY) + r"encoder\.layer\.\d+\.(crossattention_t2i\.|alpha_t2i$)",
     ),
 )
