@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ...structures.bounding_box import BoxList
 from .few_shot import select_few_shot
-from .json_annotations import CocoStyleAnnotations, image_path_from_record
+from .json_annotations import CocoStyleAnnotations, CocoStyleSamples, image_path_from_record
 
 __all__ = ["COCODataset", "load_image", "has_valid_annotation"]
 
@@ -38,7 +38,7 @@ def has_valid_annotation(anns: Sequence[Dict[str, Any]]) -> bool:
     return any(a["bbox"][2] > 1 and a["bbox"][3] > 1 for a in anns)
 
 
-class COCODataset(torch.utils.data.Dataset):
+class COCODataset(CocoStyleSamples, torch.utils.data.Dataset):
     """COCO JSON detection data set with contiguous labels.
 
     ``__getitem__(idx)`` returns ``(image, target, idx)``: the transformed image and a ``BoxList`` (xyxy,
@@ -109,18 +109,6 @@ class COCODataset(torch.utils.data.Dataset):
             names[label] = self.annotations.cats[json_id]["name"]
         return dict(sorted(names.items()))
 
-    @property
-    def coco(self) -> Any:
-        """``pycocotools.coco.COCO`` view of the annotations (for evaluators)."""
-        return self.annotations.as_pycocotools()
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def get_img_info(self, idx: int) -> Dict[str, Any]:
-        """The image record of sample ``idx`` (keys "height", "width", "id", "file_name", ...)."""
-        return self.annotations.images[self.ids[idx]]
-
     def image_path(self, idx: int) -> str:
         """Where the image of sample ``idx`` is read from."""
         info = self.get_img_info(idx)
@@ -142,7 +130,7 @@ class COCODataset(torch.utils.data.Dataset):
     def _load(self, idx: int) -> Tuple[Image.Image, BoxList]:
         img_id = self.ids[idx]
         info = self.annotations.images[img_id]
-        image = load_image(self.image_path(idx), f"{self.ann_file}: image {img_id}")
+        image = load_image(self.image_path(idx), self._where(idx))
         if image.size != (int(info["width"]), int(info["height"])):
             logger.debug("%s: image %s is %s, the file says %sx%s", self.ann_file, img_id, image.size,
                          info["width"], info["height"])

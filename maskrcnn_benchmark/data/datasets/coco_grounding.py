@@ -17,7 +17,7 @@ from .od_to_grounding import (
     convert_od_to_grounding_with_negatives,
 )
 
-__all__ = ["CocoGrounding", "add_positive_map", "resolve_tokenizer"]
+__all__ = ["CocoGrounding", "ClassNameCaptions", "add_positive_map", "resolve_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,54 @@ def add_positive_map(target: BoxList, tokenizer: Any, max_query_len: int, where:
     return target
 
 
-class CocoGrounding(COCODataset):
+class ClassNameCaptions:
+    """Mixin: a grounding caption made of class names for a detection target (upstream-facts.md 6.2).
+
+    The data set sets ``ind_to_class`` (label -> class name) and ``tokenizer``, and stores its caption
+    options with :meth:`_set_caption_options`.
+    """
+
+    def _set_caption_options(self, separation_tokens: str, disable_shuffle: bool, add_detection_prompt: bool,
+                             random_sample_negative: int, control_probabilities: Sequence[float],
+                             max_num_labels: int) -> None:
+        self.separation_tokens = separation_tokens
+        self.disable_shuffle = bool(disable_shuffle)
+        self.add_detection_prompt = bool(add_detection_prompt)
+        self.random_sample_negative = int(random_sample_negative) if random_sample_negative > 0 else 85
+        self.control_probabilities = tuple(control_probabilities)
+        self.max_num_labels = int(max_num_labels)
+
+    @staticmethod
+    def _add_caption(target: BoxList, caption: str, tokens_positive: Sequence[Sequence[Sequence[int]]]) -> BoxList:
+        target.add_field("caption", caption)
+        target.add_field("tokens_positive", [[list(s) for s in spans] for spans in tokens_positive], per_box=True)
+        return target
+
+    def _caption_with_negatives(self, target: BoxList, control_probabilities: Sequence[float]) -> BoxList:
+        """Positive class names plus sampled negative ones; boxes of positive classes that overflow the token
+        budget are dropped first (so the returned target may be a subset of ``target``)."""
+        labels = target.get_field("labels").tolist()
+        keep, positive_length = check_for_positive_overflow(labels, self.ind_to_class, self.tokenizer, TOKEN_BUDGET)
+        if len(keep) != len(labels):
+            target = target[torch.as_tensor(keep, dtype=torch.int64)]
+            labels = [labels[i] for i in keep]
+        caption, tokens_positive, _ = convert_od_to_grounding_with_negatives(
+            labels,
+            self.ind_to_class,
+            self.tokenizer,
+            random_sample_negative=self.random_sample_negative,
+            control_probabilities=control_probabilities,
+            separation_tokens=self.separation_tokens,
+            max_seq_length=TOKEN_BUDGET,
+            positive_caption_length=positive_length,
+            disable_shuffle=self.disable_shuffle,
+            add_detection_prompt=self.add_detection_prompt,
+            max_num_labels=self.max_num_labels,
+        )
+        return self._add_caption(target, caption, tokens_positive)
+
+
+class CocoGrounding(ClassNameCaptions, COCODataset):
     """Detection JSON -> grounding samples: caption of class names, spans, positive map.
 
     Caption modes (upstream-facts.md 6.2):
@@ -110,14 +157,10 @@ class CocoGrounding(COCODataset):
         )
         self.tokenizer = resolve_tokenizer(tokenizer)
         self.max_query_len = int(max_query_len)
-        self.separation_tokens = separation_tokens
-        self.disable_shuffle = bool(disable_shuffle)
-        self.add_detection_prompt = bool(add_detection_prompt)
+        self._set_caption_options(separation_tokens, disable_shuffle, add_detection_prompt, random_sample_negative,
+                                  control_probabilities, max_num_labels)
         self.caption_prompt = list(caption_prompt) if caption_prompt else None
         self.special_safeguard = bool(special_safeguard_for_coco_grounding)
-        self.random_sample_negative = int(random_sample_negative) if random_sample_negative > 0 else 85
-        self.control_probabilities = tuple(control_probabilities)
-        self.max_num_labels = int(max_num_labels)
         if self.caption_prompt is not None and not self.disable_shuffle:
             raise ValueError(
                 f"{self.ann_file}: DATASETS.CAPTION_PROMPT needs DATASETS.DISABLE_SHUFFLE True (the prompt is "
@@ -133,45 +176,22 @@ class CocoGrounding(COCODataset):
         return (0.0, 0.0, 1.0, 0.0)
 
     def _make_caption(self, target: BoxList) -> BoxList:
-        labels = target.get_field("labels").tolist()
         if self._uses_negatives():
-            keep, positive_length = check_for_positive_overflow(
-                labels, self.ind_to_class, self.tokenizer, TOKEN_BUDGET
-            )
-            if len(keep) != len(labels):
-                target = target[torch.as_tensor(keep, dtype=torch.int64)]
-                labels = [labels[i] for i in keep]
-            caption, tokens_positive, _ = convert_od_to_grounding_with_negatives(
-                labels,
-                self.ind_to_class,
-                self.tokenizer,
-                random_sample_negative=self.random_sample_negative,
-                control_probabilities=self._negative_control(),
-                separation_tokens=self.separation_tokens,
-                max_seq_length=TOKEN_BUDGET,
-                positive_caption_length=positive_length,
-                disable_shuffle=self.disable_shuffle,
-                add_detection_prompt=self.add_detection_prompt,
-                max_num_labels=self.max_num_labels,
-            )
-        else:
-            caption, tokens_positive, _ = convert_od_to_grounding_simple(
-                labels,
-                self.ind_to_class,
-                disable_shuffle=self.disable_shuffle,
-                add_detection_prompt=self.add_detection_prompt,
-                separation_tokens=self.separation_tokens,
-                caption_prompt=self.caption_prompt,
-            )
-        target.add_field("caption", caption)
-        target.add_field("tokens_positive", [[list(s) for s in spans] for spans in tokens_positive], per_box=True)
-        return target
+            return self._caption_with_negatives(target, self._negative_control())
+        caption, tokens_positive, _ = convert_od_to_grounding_simple(
+            target.get_field("labels").tolist(),
+            self.ind_to_class,
+            disable_shuffle=self.disable_shuffle,
+            add_detection_prompt=self.add_detection_prompt,
+            separation_tokens=self.separation_tokens,
+            caption_prompt=self.caption_prompt,
+        )
+        return self._add_caption(target, caption, tokens_positive)
 
     def __getitem__(self, idx: int) -> Tuple[Any, BoxList, int]:
         image, target = self._load(idx)
         target = self._make_caption(target)
         if self._transforms is not None:
             image, target = self._transforms(image, target)
-        where = f"{self.ann_file}: image {self.ids[idx]}"
-        target = add_positive_map(target, self.tokenizer, self.max_query_len, where)
+        target = add_positive_map(target, self.tokenizer, self.max_query_len, self._where(idx))
         return image, target, idx

@@ -15,7 +15,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["CocoStyleAnnotations", "load_json", "image_path_from_record"]
+__all__ = ["CocoStyleAnnotations", "CocoStyleSamples", "load_json", "image_path_from_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -204,3 +204,32 @@ class CocoStyleAnnotations:
                 coco.createIndex()
             self._coco = coco
         return self._coco
+
+
+class CocoStyleSamples:
+    """Mixin for data sets whose samples are the images of a :class:`CocoStyleAnnotations` file.
+
+    The data set sets ``ann_file`` (path), ``annotations`` (the parsed file) and ``ids`` (image ids in sample
+    order); this gives it the accessors the loaders, evaluators and error messages share.
+    """
+
+    ann_file: str
+    annotations: CocoStyleAnnotations
+    ids: List[Any]
+
+    @property
+    def coco(self) -> Any:
+        """``pycocotools.coco.COCO`` view of the annotations (for evaluators)."""
+        return self.annotations.as_pycocotools()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get_img_info(self, idx: int) -> Dict[str, Any]:
+        """The image record of sample ``idx`` (keys "height", "width", "id", "file_name", ...; grounding files
+        add "caption" and, e.g., "original_img_id", "sentence_id", "tokens_positive_eval")."""
+        return self.annotations.images[self.ids[idx]]
+
+    def _where(self, idx: int) -> str:
+        """``"<ann_file>: image <id>"``, naming sample ``idx`` in errors and logs."""
+        return f"{self.ann_file}: image {self.ids[idx]}"

@@ -9,7 +9,7 @@ with ``tokens_positive`` spans into the caption.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 import torch
 
@@ -17,14 +17,14 @@ from ...structures.bounding_box import BoxList
 from ..prompts import DEFAULT_MAX_QUERY_LEN, create_positive_map
 from .coco import has_valid_annotation, load_image
 from .coco_grounding import add_positive_map, resolve_tokenizer
-from .json_annotations import CocoStyleAnnotations, image_path_from_record
+from .json_annotations import CocoStyleAnnotations, CocoStyleSamples, image_path_from_record
 
 __all__ = ["ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset"]
 
 logger = logging.getLogger(__name__)
 
 
-class ModulatedDataset(torch.utils.data.Dataset):
+class ModulatedDataset(CocoStyleSamples, torch.utils.data.Dataset):
     """MDETR-format grounding data set.
 
     ``__getitem__(idx)`` returns ``(image, target, idx)`` with target fields: ``labels`` (int64[N], 1..N),
@@ -74,24 +74,9 @@ class ModulatedDataset(torch.utils.data.Dataset):
         if dropped:
             logger.info("%s: skipped %d images without a usable box", self.ann_file, dropped)
 
-    @property
-    def coco(self) -> Any:
-        """``pycocotools.coco.COCO`` view (RefExp evaluators read ground-truth boxes from it)."""
-        return self.annotations.as_pycocotools()
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def get_img_info(self, idx: int) -> Dict[str, Any]:
-        """Image record of sample ``idx`` (height, width, id, caption, original_img_id, sentence_id, ...)."""
-        return self.annotations.images[self.ids[idx]]
-
     def image_path(self, idx: int) -> str:
         """Where the image of sample ``idx`` is read from."""
         return image_path_from_record(self.root, self.get_img_info(idx))
-
-    def _where(self, idx: int) -> str:
-        return f"{self.ann_file}: image {self.ids[idx]}"
 
     def _target(self, idx: int, size: Tuple[int, int]) -> BoxList:
         info = self.get_img_info(idx)

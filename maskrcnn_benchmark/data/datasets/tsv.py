@@ -32,8 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ...structures.bounding_box import BoxList
 from ..prompts import DEFAULT_MAX_QUERY_LEN
-from .coco_grounding import add_positive_map, resolve_tokenizer
-from .od_to_grounding import TOKEN_BUDGET, check_for_positive_overflow, convert_od_to_grounding_with_negatives
+from .coco_grounding import ClassNameCaptions, add_positive_map, resolve_tokenizer
 
 __all__ = ["TSVFile", "CocoDetectionTSV"]
 
@@ -99,7 +98,7 @@ def _labelmap(path: str) -> Dict[str, int]:
         return {line.strip(): i for i, line in enumerate((ln for ln in f if ln.strip()), 1)}
 
 
-class CocoDetectionTSV(torch.utils.data.Dataset):
+class CocoDetectionTSV(ClassNameCaptions, torch.utils.data.Dataset):
     """Objects365 TSV rows -> grounding samples (positives + sampled negative class names).
 
     Targets: ``labels`` (label-map indices), ``caption``, ``tokens_positive``, ``positive_map``,
@@ -153,12 +152,8 @@ class CocoDetectionTSV(torch.utils.data.Dataset):
         self._transforms = transforms
         self.tokenizer = resolve_tokenizer(tokenizer)
         self.max_query_len = int(max_query_len)
-        self.separation_tokens = separation_tokens
-        self.disable_shuffle = bool(disable_shuffle)
-        self.add_detection_prompt = bool(add_detection_prompt)
-        self.random_sample_negative = int(random_sample_negative) if random_sample_negative > 0 else 85
-        self.control_probabilities = tuple(control_probabilities)
-        self.max_num_labels = int(max_num_labels)
+        self._set_caption_options(separation_tokens, disable_shuffle, add_detection_prompt, random_sample_negative,
+                                  control_probabilities, max_num_labels)
         self._sizes: Dict[int, Dict[str, int]] = {}
 
     def _part(self, spec: Dict[str, Any], key: str, folder: str, required: bool = False) -> Optional[str]:
@@ -241,20 +236,7 @@ class CocoDetectionTSV(torch.utils.data.Dataset):
         target.add_field("labels", torch.tensor([self.class_to_ind[o["class"]] for o in objects], dtype=torch.int64))
         target = target.clip_to_image(remove_empty=True)
         target.add_field("orig_size", (image.height, image.width))
-        labels = target.get_field("labels").tolist()
-        keep, positive_length = check_for_positive_overflow(labels, self.ind_to_class, self.tokenizer, TOKEN_BUDGET)
-        if len(keep) != len(labels):
-            target = target[torch.as_tensor(keep, dtype=torch.int64)]
-            labels = [labels[i] for i in keep]
-        caption, tokens_positive, _ = convert_od_to_grounding_with_negatives(
-            labels, self.ind_to_class, self.tokenizer, random_sample_negative=self.random_sample_negative,
-            control_probabilities=self.control_probabilities, separation_tokens=self.separation_tokens,
-            max_seq_length=TOKEN_BUDGET, positive_caption_length=positive_length,
-            disable_shuffle=self.disable_shuffle, add_detection_prompt=self.add_detection_prompt,
-            max_num_labels=self.max_num_labels,
-        )
-        target.add_field("caption", caption)
-        target.add_field("tokens_positive", [[list(s) for s in spans] for spans in tokens_positive], per_box=True)
+        target = self._caption_with_negatives(target, self.control_probabilities)
         if self._transforms is not None:
             image, target = self._transforms(image, target)
         add_positive_map(target, self.tokenizer, self.max_query_len, f"{self.label_tsv.path}: row {line}")
