@@ -65,6 +65,20 @@ def run(model, tok, images):
         return model(tok, images)
 
 
+def swapped_runs(model):
+    """The model on (caption A, image 1), (caption B, image 1) and (caption A, image 2).
+
+    Returns:
+        (FPN maps for A/1, FPN maps for B/1, text hidden states for A/1, text hidden states for A/2)
+    """
+    tok, images = inputs()
+    tok2, _ = inputs(seed=7)
+    feats_a, lang_a = run(model, tok, images)
+    feats_b, _ = run(model, tok2, images)
+    _, lang_c = run(model, tok, torch.randn_like(images))
+    return feats_a, feats_b, lang_a["hidden"], lang_c["hidden"]
+
+
 # ----------------------------------------------------------------------------- upstream key/shape compatibility
 
 FIXTURES = [("pretrain_v2.json", False, 2), ("coco_finetune_v2.json", False, -1), ("refcoco_v3.json", True, -1)]
@@ -144,39 +158,27 @@ def test_output_structure():
 
 
 def test_zero_alphas_decouple_image_and_text():
-    model = tiny()
-    tok, images = inputs()
-    tok2, _ = inputs(seed=7)
-    feats_a, lang_a = run(model, tok, images)
-    feats_b, _ = run(model, tok2, images)
-    _, lang_c = run(model, tok, torch.randn_like(images))
+    feats_a, feats_b, text_1, text_2 = swapped_runs(tiny())
     for a, b in zip(feats_a, feats_b):
         assert torch.equal(a, b)
-    torch.testing.assert_close(lang_a["hidden"], lang_c["hidden"])
+    torch.testing.assert_close(text_1, text_2)
 
 
 def test_image_to_text_direction():
     model = tiny()
     set_alphas(model, image=0.5, text=0.0)
-    tok, images = inputs()
-    tok2, _ = inputs(seed=7)
-    feats_a, lang_a = run(model, tok, images)
-    feats_b, _ = run(model, tok2, images)
+    feats_a, feats_b, text_1, text_2 = swapped_runs(model)
     for level in range(5):  # P3..P7 all see stage-3/4 features, which now depend on the caption
         assert not torch.allclose(feats_a[level], feats_b[level])
-    _, lang_c = run(model, tok, torch.randn_like(images))
-    torch.testing.assert_close(lang_a["hidden"], lang_c["hidden"])  # text still independent of the image
+    torch.testing.assert_close(text_1, text_2)  # text still independent of the image
 
 
 def test_text_to_image_direction():
     model = tiny()
     set_alphas(model, image=0.0, text=0.5)
-    tok, images = inputs()
-    tok2, _ = inputs(seed=7)
-    feats_a, lang_a = run(model, tok, images)
-    _, lang_c = run(model, tok, torch.randn_like(images))
-    assert not torch.allclose(lang_a["hidden"], lang_c["hidden"])
-    for a, b in zip(feats_a, run(model, tok2, images)[0]):
+    feats_a, feats_b, text_1, text_2 = swapped_runs(model)
+    assert not torch.allclose(text_1, text_2)
+    for a, b in zip(feats_a, feats_b):
         assert torch.equal(a, b)  # image still independent of the caption
 
 
