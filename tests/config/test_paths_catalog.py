@@ -17,9 +17,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 AQUARIUM = REPO_ROOT / "configs" / "odinw" / "Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml"
 
 
+# The built-in catalog as imported: other tests (data loaders built from task configs) register entries such
+# as lvis_evaluation_val into the process-wide catalog, so every test here starts from this copy.
+BUILT_IN = copy.deepcopy(DatasetCatalog.DATASETS)
+
+
 @pytest.fixture(autouse=True)
 def _restore_catalog(monkeypatch, tmp_path):
     saved = copy.deepcopy(DatasetCatalog.DATASETS)
+    DatasetCatalog.DATASETS.clear()
+    DatasetCatalog.DATASETS.update(copy.deepcopy(BUILT_IN))
     monkeypatch.delenv("DATASET", raising=False)
     monkeypatch.chdir(tmp_path)  # no stray ./DATASET from the repo
     yield
