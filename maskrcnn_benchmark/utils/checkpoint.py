@@ -136,8 +136,11 @@ def _fsync_dir(directory: str) -> None:
 
 @contextlib.contextmanager
 def _atomic_file(path: str, mode: str) -> Iterator[IO]:
-    """Yields a handle on a temporary file in ``path``'s folder; on success it is synced and ``os.replace``d
-    onto ``path``, on any error it is removed (the old ``path``, if any, is left as it was)."""
+    """Yields a handle on a temporary file in ``path``'s folder that replaces ``path`` when the block succeeds.
+
+    On success the file is flushed, fsynced and ``os.replace``d onto ``path``; on any error it is removed and
+    the old ``path`` (if any) is left as it was.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
