@@ -102,7 +102,7 @@ def _initial_weights(cfg, device, path: str) -> None:
     import torch
 
     from maskrcnn_benchmark.engine.runner import build_model
-    from maskrcnn_benchmark.utils.checkpoint import atomic_torch_save
+    from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save
     from maskrcnn_benchmark.utils.miscellaneous import seed_all
 
     seed_all(int(cfg.SOLVER.SEED))

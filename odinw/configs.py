@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+
 from .catalog import OdinwDataset, get_dataset, list_datasets, load_catalog
 
 __all__ = ["task_config_dict", "render_task_yaml", "expected_files", "write_configs", "main"]
@@ -92,13 +94,7 @@ def write_configs(out_dir: str) -> List[str]:
     """Write every ODinW task yaml under ``out_dir`` (atomically per file); returns the written paths."""
     written = []
     for relative, text in expected_files().items():
-        path = os.path.join(out_dir, relative)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp_path = path + ".tmp"
-        with open(tmp_path, "w") as stream:
-            stream.write(text)
-        os.replace(tmp_path, path)
-        written.append(path)
+        written.append(atomic_write_text(os.path.join(out_dir, relative), text))
     return written
 
 

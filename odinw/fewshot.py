@@ -24,7 +24,8 @@ import random
 import sys
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from maskrcnn_benchmark.data.evaluation.base import read_json, write_json_atomic
+from maskrcnn_benchmark.data.evaluation.base import read_json
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
 
 from .catalog import get_dataset, resolve_names
 
@@ -96,7 +97,7 @@ def write_fewshot_splits(root: str, name: str, shots: Sequence[int] = SHOTS, see
                 if target_split not in dataset.register:
                     continue
                 target = os.path.join(root, dataset.register[target_split]["ann_file"])
-                write_json_atomic(select_few_shot(coco, k, seed, source), target)
+                atomic_write_json(target, select_few_shot(coco, k, seed, source))
                 written.append(target)
     return written
 

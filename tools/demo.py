@@ -98,7 +98,7 @@ def _output_names(files):
 
 def main(args) -> int:
     from maskrcnn_benchmark.engine.predictor import Predictor, draw_detections
-    from maskrcnn_benchmark.utils.checkpoint import atomic_write_text
+    from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
     from maskrcnn_benchmark.utils.logger import setup_logger
 
     setup_logger("maskrcnn_benchmark")
@@ -131,7 +131,7 @@ def main(args) -> int:
         logger.info("%s: %d detections -> %s", path, len(detections), out_path)
     summary = {"config": args.config_file, "weight": weight, "prompt": prompt_info, "threshold": args.threshold,
                "images": records}
-    atomic_write_text(json.dumps(summary, indent=1), os.path.join(args.output, "detections.json"))
+    atomic_write_text(os.path.join(args.output, "detections.json"), json.dumps(summary, indent=1))
     logger.info("wrote %d images and %s", len(records), os.path.join(args.output, "detections.json"))
     return 0
 

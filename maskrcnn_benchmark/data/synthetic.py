@@ -20,12 +20,13 @@ import base64
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
 
 __all__ = [
     "ShapeClass",
@@ -143,14 +144,6 @@ def draw_scene(
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
-def _write_json(path: str, data: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 def _save_image(image: Image.Image, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     image.save(path, quality=95)
@@ -210,7 +203,7 @@ def write_coco(root: str, seed: int = 0, num_images: int = 12, *, image_size: Op
                                        image_size=image_size)
         ann_file = os.path.join(root, "coco", "annotations", f"instances_{split}.json")
         info = {"description": "synthetic shapes"}
-        _write_json(ann_file, {"info": info, "licenses": [], "categories": cats, **parts})
+        atomic_write_json(ann_file, {"info": info, "licenses": [], "categories": cats, **parts})
         out["ann_files"][split] = ann_file
         out["img_dirs"][split] = img_dir
         out["objects"][split] = manifest
@@ -269,12 +262,12 @@ def write_lvis(root: str, seed: int = 0, num_images: int = 12, num_categories: i
             ann.pop("iscrowd")
         for name in files:
             path = os.path.join(root, "coco", "annotations", name)
-            _write_json(path, {"info": {"description": "synthetic LVIS"}, "licenses": [], "categories": cats, **parts})
+            atomic_write_json(path, {"info": {"description": "synthetic LVIS"}, "licenses": [], "categories": cats, **parts})
             out["ann_files"][name] = path
         out["objects"][split] = manifest
     # the built-in catalog entry "lvis_evaluation_val" reads lvis/coco2017 + lvis/<minival json>
     lvis_dir = os.path.join(root, "lvis")
-    _write_json(os.path.join(lvis_dir, "lvis_v1_minival_inserted_image_name.json"),
+    atomic_write_json(os.path.join(lvis_dir, "lvis_v1_minival_inserted_image_name.json"),
                 load_json(out["ann_files"]["lvis_v1_minival_inserted_image_name.json"]))
     shutil.copytree(os.path.join(root, "coco", "val2017"), os.path.join(lvis_dir, "coco2017", "val2017"),
                     dirs_exist_ok=True)
@@ -312,9 +305,9 @@ def write_odinw(
         img_dir = os.path.join(root, "odinw", name, version, split)
         parts, manifest = _coco_split(rng, classes, cat_ids, img_dir, num_images, 100 * (k + 1),
                                       file_pattern="img_{:05d}_jpg.rf.synthetic.jpg", image_size=image_size)
-        _write_json(os.path.join(img_dir, "_annotations.coco.json"), {"categories": cats, **parts})
+        atomic_write_json(os.path.join(img_dir, "_annotations.coco.json"), {"categories": cats, **parts})
         path = os.path.join(img_dir, "annotations_without_background.json")
-        _write_json(path, {"categories": cats[1:], **parts})
+        atomic_write_json(path, {"categories": cats[1:], **parts})
         out["ann_files"][split] = path
         out["img_dirs"][split] = img_dir
         out["objects"][split] = manifest
@@ -435,7 +428,7 @@ def write_flickr(root: str, seed: int = 0, num_images: int = 8, *, image_size: O
         with open(os.path.join(raw, f"{split}.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(ids) + "\n")
         path = os.path.join(root, "mdetr_annotations", f"final_flickr_separateGT_{split}.json")
-        _write_json(path, {"images": images, "annotations": anns,
+        atomic_write_json(path, {"images": images, "annotations": anns,
                            "categories": [{"supercategory": "object", "id": 1, "name": "object"}]})
         out["ann_files"][split] = path
         out["img_dirs"][split] = img_dir
@@ -486,7 +479,7 @@ def write_refexp(root: str, seed: int = 0, num_images: int = 8, *, image_size: O
                                  "tokens_positive": [[0, len(text)]]})
             suffix = "test_corrected" if (dataset, split) == ("refcocog", "test") else split
             path = os.path.join(root, "mdetr_annotations", f"finetune_{dataset}_{suffix}.json")
-            _write_json(path, {"images": images, "annotations": anns,
+            atomic_write_json(path, {"images": images, "annotations": anns,
                                "categories": [{"supercategory": "object", "id": 1, "name": "object"}]})
             out["ann_files"][f"{dataset}_{split}"] = path
     # catalog name "refexp_all_val": the three val splits together
@@ -498,7 +491,7 @@ def write_refexp(root: str, seed: int = 0, num_images: int = 8, *, image_size: O
         merged["annotations"] += [dict(a, id=a["id"] + offset, image_id=a["image_id"] + offset)
                                   for a in data["annotations"]]
     path = os.path.join(root, "mdetr_annotations", "final_refexp_val.json")
-    _write_json(path, dict(merged, categories=[{"supercategory": "object", "id": 1, "name": "object"}]))
+    atomic_write_json(path, dict(merged, categories=[{"supercategory": "object", "id": 1, "name": "object"}]))
     out["ann_files"]["refexp_all_val"] = path
     return out
 
@@ -531,7 +524,7 @@ def write_mixed(root: str, seed: int = 0, num_images: int = 8, *, image_size: Op
             "categories": [{"supercategory": "object", "id": 1, "name": "object"}]}
     for name in ("final_mixed_train_no_coco.json", "final_mixed_train.json"):
         path = os.path.join(root, "mdetr_annotations", name)
-        _write_json(path, data)
+        atomic_write_json(path, data)
         out["ann_files"][name] = path
     return out
 
@@ -550,7 +543,7 @@ def write_objects365(root: str, seed: int = 0, num_images: int = 12, num_categor
     parts, manifest = _coco_split(rng, SHAPE_CLASSES, shape_ids, img_dir, num_images, 1,
                                   file_pattern="objects365_v2_{:08d}.jpg", image_size=image_size)
     path = os.path.join(root, "Objects365", "annotations", "objects365_train.json")
-    _write_json(path, {"categories": cats, **parts})
+    atomic_write_json(path, {"categories": cats, **parts})
     return {"ann_files": {"train": path}, "img_dirs": {"train": img_dir}, "objects": {"train": manifest},
             "categories": {c["id"]: c["name"] for c in cats}}
 
@@ -597,7 +590,7 @@ def write_objects365_tsv(root: str, json_manifest: Dict[str, Any]) -> Dict[str, 
     linelist = os.path.join(folder, "train.label.linelist.cas.2000.tsv")
     with open(linelist, "w", encoding="utf-8") as f:
         f.write("".join(f"{i}\n" for i in list(range(len(label_rows))) + [0]))
-    _write_json(os.path.join(folder, "object365_vgoiv6_class2ind.json"),
+    atomic_write_json(os.path.join(folder, "object365_vgoiv6_class2ind.json"),
                 {name: cid for cid, name in sorted(names.items())})
     yaml_file = os.path.join(folder, "objects365_train_vgoiv6.cas2000.yaml")
     with open(yaml_file, "w", encoding="utf-8") as f:
@@ -642,5 +635,5 @@ def make_all(
         "objects365": write_objects365(root, seed, num_images, objects365_categories, image_size=image_size),
     }
     manifest["objects365_tsv"] = write_objects365_tsv(root, manifest["objects365"])
-    _write_json(os.path.join(root, "manifest.json"), manifest)
+    atomic_write_json(os.path.join(root, "manifest.json"), manifest)
     return manifest

@@ -17,7 +17,7 @@ import torch
 from maskrcnn_benchmark.engine.inference import primary_metric
 from maskrcnn_benchmark.engine.runner import apply_postprocessing, build_model, evaluate_datasets, prepare_task_config
 from maskrcnn_benchmark.utils.distributed import is_main_process
-from maskrcnn_benchmark.utils.miscellaneous import atomic_write_text
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 
 __all__ = ["load_weights", "evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task",
            "summarize_results"]

@@ -29,8 +29,9 @@ import torch
 
 from maskrcnn_benchmark.engine.inference import primary_metric
 from maskrcnn_benchmark.engine.runner import apply_tuning_mode, evaluate_datasets, resolve_weight_path, train
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 from maskrcnn_benchmark.utils.distributed import is_main_process, synchronize
-from maskrcnn_benchmark.utils.miscellaneous import atomic_write_text, save_config
+from maskrcnn_benchmark.utils.miscellaneous import save_config
 
 __all__ = ["FinetuneOptions", "expand_task_globs", "parse_shot_epoch_copy", "task_config", "run_finetune"]
 

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from maskrcnn_benchmark.utils.distributed import broadcast_object, get_world_size, is_main_process, synchronize
-from maskrcnn_benchmark.utils.miscellaneous import atomic_write_text
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 
 __all__ = ["inference", "primary_metric", "format_metrics_table", "GroundingQuery", "grounding_queries", "PrefixReuse"]
 

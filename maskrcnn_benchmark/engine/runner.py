@@ -166,7 +166,7 @@ def train_image_ids(loader) -> Optional[List[int]]:
 def _nan_dumper(cfg, model):
     def dump(iteration: int) -> None:
         path = os.path.join(cfg.OUTPUT_DIR, f"nan_debug_{iteration:07d}.pth")
-        from maskrcnn_benchmark.utils.checkpoint import atomic_torch_save
+        from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save
 
         state = (model.module if hasattr(model, "module") else model).state_dict()
         atomic_torch_save({"model": state, "iteration": iteration}, path)

@@ -22,17 +22,16 @@ Checkpoint layout written by :meth:`DetectronCheckpointer.save` (upstream's plus
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import pickle
-import tempfile
 from collections import OrderedDict
-from typing import IO, Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
 
+from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save, atomic_write_text
 from maskrcnn_benchmark.utils.miscellaneous import get_rng_state, set_rng_state
 from maskrcnn_benchmark.utils.model_serialization import (
     CheckpointMismatchError,
@@ -47,8 +46,6 @@ __all__ = [
     "load_checkpoint_file",
     "extract_state_dict",
     "load_checkpoint",
-    "atomic_torch_save",
-    "atomic_write_text",
     "get_rng_state",
     "set_rng_state",
     "DetectronCheckpointer",
@@ -119,57 +116,6 @@ def load_checkpoint_file(path: str, map_location: str = "cpu") -> Dict[str, Any]
     if isinstance(data, Mapping):
         return dict(data)
     raise ValueError(f"{path}: expected a dict at the top level of the checkpoint, got {type(data).__name__}")
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _atomic_file(path: str, mode: str) -> Iterator[IO]:
-    """Yields a handle on a temporary file in ``path``'s folder that replaces ``path`` when the block succeeds.
-
-    On success the file is flushed, fsynced and ``os.replace``d onto ``path``; on any error it is removed and
-    the old ``path`` (if any) is left as it was.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``.
-
-    A crash at any moment leaves either the old file or the new one, never a partial file.
-    """
-    with _atomic_file(path, "wb") as handle:
-        torch.save(obj, handle)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def atomic_write_text(text: str, path: str) -> None:
-    """Writes a small text file atomically (temporary file + ``os.replace``)."""
-    with _atomic_file(path, "w") as handle:
-        handle.write(text)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -303,7 +249,7 @@ class DetectronCheckpointer:
     def tag_last_checkpoint(self, path: str) -> None:
         """Atomically writes the ``last_checkpoint`` pointer (the file name, relative to ``save_dir``)."""
         target = os.path.relpath(os.path.abspath(path), os.path.abspath(self.save_dir))
-        atomic_write_text(target, os.path.join(self.save_dir, "last_checkpoint"))
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), target)
 
     # -- finding -------------------------------------------------------------------------------------
 

@@ -6,13 +6,14 @@ import errno
 import logging
 import os
 import random
-import tempfile
 from typing import Any, Dict
 
 import numpy as np
 import torch
 
-__all__ = ["seed_all", "get_rng_state", "set_rng_state", "mkdir", "save_config", "atomic_write_text"]
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+
+__all__ = ["seed_all", "get_rng_state", "set_rng_state", "mkdir", "save_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,21 +99,6 @@ def mkdir(path: str) -> None:
     except OSError as e:
         if e.errno != errno.EEXIST:
             raise
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_config(cfg, path: str) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from maskrcnn_benchmark.utils import checkpoint as ckpt_mod
+from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save, atomic_write_text
 from maskrcnn_benchmark.utils.checkpoint import (
     CheckpointMismatchError,
     DetectronCheckpointer,
@@ -636,13 +637,13 @@ def test_atomic_writers_replace_whole_files_or_leave_the_old_one(tmp_path):
             raise RuntimeError("cannot pickle")
 
     path = tmp_path / "sub" / "model.pth"
-    ckpt_mod.atomic_torch_save({"w": torch.arange(3)}, str(path))  # creates the folder
+    atomic_torch_save({"w": torch.arange(3)}, str(path))  # creates the folder
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3))
     with pytest.raises(RuntimeError, match="cannot pickle"):
-        ckpt_mod.atomic_torch_save({"w": Unpicklable()}, str(path))
+        atomic_torch_save({"w": Unpicklable()}, str(path))
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3))
     text = tmp_path / "sub" / "last_checkpoint"
-    ckpt_mod.atomic_write_text("a.pth", str(text))
-    ckpt_mod.atomic_write_text("b.pth", str(text))
+    atomic_write_text(str(text), "a.pth")
+    atomic_write_text(str(text), "b.pth")
     assert text.read_text() == "b.pth"
     assert sorted(p.name for p in path.parent.iterdir()) == ["last_checkpoint", "model.pth"]  # no temp left

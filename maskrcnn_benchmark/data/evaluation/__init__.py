@@ -41,7 +41,7 @@ import logging
 import os
 from typing import Any, Dict, Optional
 
-from .base import DatasetEvaluator, write_json_atomic
+from .base import DatasetEvaluator
 from .coco import CocoEvaluator, evaluate_coco_bbox
 from .flickr import FlickrEvaluator, evaluate_flickr
 from .lvis import LvisEvaluator, evaluate_lvis
@@ -66,7 +66,6 @@ __all__ = [
     "format_odinw_table",
     "ODINW_13",
     "ODINW_35",
-    "write_json_atomic",
     "KINDS",
 ]
 

@@ -18,8 +18,10 @@ import logging
 import sys
 from typing import List, Optional
 
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
+
 from . import evaluate, format_odinw_table, odinw_average
-from .base import read_json, write_json_atomic
+from .base import read_json
 from .odinw import collect_odinw_results
 
 
@@ -65,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             kwargs.update(subset=args.subset, merge_boxes=args.merged)
         metrics = evaluate(args.kind, args.gt, args.predictions, **kwargs)
     if args.output:
-        write_json_atomic(metrics, args.output)
+        atomic_write_json(args.output, metrics)
     print(json.dumps(metrics, indent=1))
     return 0
 

@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
+
 __all__ = [
     "DatasetEvaluator",
     "ImageInfo",
-    "write_json_atomic",
-    "write_text_atomic",
     "read_json",
     "boxlist_to_original_xyxy",
     "image_info_getter",
@@ -31,49 +30,6 @@ logger = logging.getLogger(__name__)
 
 # idx (dataset index, as the collator returns it) -> the data set's image record ({"id", "height", "width", ...}).
 ImageInfo = Callable[[int], Mapping[str, Any]]
-
-
-def _write_atomic(path: str, write: Callable[[Any], None]) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            write(stream)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    return path
-
-
-def write_json_atomic(obj: Any, path: str) -> str:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and ``os.replace``.
-
-    Args:
-        obj: any JSON-serialisable object (numpy scalars are converted).
-        path: destination file; its folder is created when missing.
-
-    Returns:
-        ``path``.
-    """
-    return _write_atomic(path, lambda stream: json.dump(obj, stream, default=_json_default))
-
-
-def write_text_atomic(text: str, path: str) -> str:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``; returns ``path``."""
-    return _write_atomic(path, lambda stream: stream.write(text))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"object of type {type(value).__name__} is not JSON serialisable")
 
 
 def read_json(path: str) -> Any:
@@ -178,7 +134,7 @@ class DatasetEvaluator:
         """Score the accumulated predictions; writes ``metrics.json`` to ``output_dir`` when set."""
         metrics = self._score()
         if self.output_dir:
-            write_json_atomic(metrics, os.path.join(self.output_dir, self.metrics_file))
+            atomic_write_json(os.path.join(self.output_dir, self.metrics_file), metrics)
         return metrics
 
     def write_predictions(self, path: Optional[str] = None) -> Optional[str]:
@@ -187,7 +143,7 @@ class DatasetEvaluator:
             if not self.output_dir:
                 return None
             path = os.path.join(self.output_dir, self.predictions_file)
-        return write_json_atomic(self._predictions_json(), path)
+        return atomic_write_json(path, self._predictions_json())
 
     def evaluate(self) -> Dict[str, Any]:
         """synchronize + (rank 0) write_predictions + summarize; other ranks return an empty dict."""

