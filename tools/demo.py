@@ -26,9 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
     UserInputError,
-    add_common_arguments,
     load_config,
     run_tool,
+    tool_parser,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -36,7 +36,7 @@ logger = logging.getLogger("demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="FIBER demo: detections on your images")
+    parser = tool_parser("FIBER demo: detections on your images")
     parser.add_argument("--weight", default=None, metavar="FILE", help="checkpoint (default MODEL.WEIGHT)")
     parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders of images")
     parser.add_argument("--output", required=True, help="folder for the annotated PNGs and detections.json")
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'|'-separated phrases of --caption (default: split at . , ;)")
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=4, help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default MODEL.DEVICE)")
-    return add_common_arguments(parser)
+    return parser
 
 
 def collect_images(inputs):

@@ -19,21 +19,20 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
-    add_common_arguments,
     default_setup,
     load_config,
+    output_dir_from_environment,
     resolve_device,
     run_tool,
+    tool_parser,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="FIBER fine-tuning on task configs")
+    parser = tool_parser("FIBER fine-tuning on task configs", training=True)
     parser.add_argument("--ft-tasks", "--ft_tasks", dest="ft_tasks", required=True,
                         help="comma-separated task YAML paths or globs")
     parser.add_argument("--skip-train", dest="skip_train", action="store_true", help="only evaluate")
-    parser.add_argument("--skip-test", dest="skip_test", action="store_true",
-                        help="skip the final-model evaluation on DATASETS.TEST")
     parser.add_argument("--skip_optimizer_resume", action="store_true",
                         help="when resuming, do not restore optimizer/scheduler state")
     parser.add_argument("--custom_shot_and_epoch_and_general_copy", default=None, metavar="S_E_C",
@@ -45,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--push_both_val_and_test", action="store_true",
                         help="with the best model, report the 'val' split as well")
     parser.add_argument("--keep_testing", action="store_true", help="accepted for upstream's command lines")
-    parser.add_argument("--use-tensorboard", dest="use_tensorboard", action="store_true")
-    return add_common_arguments(parser)
+    return parser
 
 
 def main(args) -> int:
@@ -60,8 +58,7 @@ def main(args) -> int:
 
     distributed = init_distributed_from_env()
     cfg = load_config(args.config_file, args.opts)
-    if os.environ.get("AMLT_OUTPUT_DIR"):
-        cfg.OUTPUT_DIR = os.environ["AMLT_OUTPUT_DIR"]
+    from_environment = output_dir_from_environment(cfg)
     default_setup(cfg, args, "finetune")
     tasks = expand_task_globs(args.ft_tasks)
     seeds = [int(s) for s in args.shuffle_seeds.split(",") if s.strip()] if args.shuffle_seeds else [None]
@@ -71,7 +68,7 @@ def main(args) -> int:
                               push_both_val_and_test=args.push_both_val_and_test,
                               use_tensorboard=args.use_tensorboard)
     opts = list(args.opts or [])
-    if os.environ.get("AMLT_OUTPUT_DIR"):
+    if from_environment:
         opts += ["OUTPUT_DIR", cfg.OUTPUT_DIR]
     run_finetune(args.config_file, opts, tasks, parse_shot_epoch_copy(
         args.custom_shot_and_epoch_and_general_copy), seeds, cfg.OUTPUT_DIR, options, distributed,

@@ -23,24 +23,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
     UserInputError,
-    add_common_arguments,
     default_setup,
     expand_config_list,
     load_config,
     resolve_device,
     run_tool,
+    tool_parser,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="FIBER detection / grounding evaluation")
+    parser = tool_parser("FIBER detection / grounding evaluation")
     parser.add_argument("--weight", default=None, metavar="FILE", help="checkpoint to evaluate (key 'model')")
     parser.add_argument("--task_config", "--task-config", dest="task_config", default=None,
                         help="comma-separated task YAMLs or globs (data set + evaluation options)")
     parser.add_argument("--world-size", dest="world_size", type=int, default=1,
                         help="number of processes (use torchrun; kept for upstream's command lines)")
     parser.add_argument("--dist-url", dest="dist_url", default="env://", help="kept for upstream's command lines")
-    return add_common_arguments(parser)
+    return parser
 
 
 def main(args) -> int:

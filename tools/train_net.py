@@ -17,20 +17,17 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
-    add_common_arguments,
     default_setup,
     load_config,
+    output_dir_from_environment,
     resolve_device,
     run_tool,
+    tool_parser,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="FIBER training")
-    parser.add_argument("--skip-test", dest="skip_test", action="store_true",
-                        help="do not evaluate on DATASETS.TEST after training")
-    parser.add_argument("--use-tensorboard", dest="use_tensorboard", action="store_true",
-                        help="write TensorBoard events to OUTPUT_DIR/tensorboard")
+    parser = tool_parser("FIBER training", training=True)
     parser.add_argument("--save_original_config", action="store_true",
                         help="copy the --config-file as given to OUTPUT_DIR/original_config.yaml")
     parser.add_argument("--disable_output_distributed", action="store_true",
@@ -38,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug_nan_checkpoint", action="store_true",
                         help="save the weights to OUTPUT_DIR/nan_debug_<iter>.pth when the loss turns non-finite")
     parser.add_argument("--override_output_dir", default=None, help="use this OUTPUT_DIR instead of the config's")
-    return add_common_arguments(parser)
+    return parser
 
 
 def main(args) -> int:
@@ -49,8 +46,7 @@ def main(args) -> int:
     cfg = load_config(args.config_file, args.opts)
     if args.override_output_dir:
         cfg.OUTPUT_DIR = args.override_output_dir
-    if os.environ.get("AMLT_OUTPUT_DIR"):
-        cfg.OUTPUT_DIR = os.environ["AMLT_OUTPUT_DIR"]
+    output_dir_from_environment(cfg)
     log = default_setup(cfg, args, "train_net", all_ranks_log=args.disable_output_distributed)
     if args.save_original_config and cfg.OUTPUT_DIR:
         shutil.copyfile(args.config_file, os.path.join(cfg.OUTPUT_DIR, "original_config.yaml"))

@@ -1,7 +1,9 @@
 """Shared plumbing of the command-line tools (tools/train_net.py, test_grounding_net.py, finetune.py, demo).
 
 * :func:`add_common_arguments` - upstream's flags every tool accepts (``--config-file``, ``--local_rank`` /
-  ``--local-rank``, trailing ``opts``);
+  ``--local-rank``, trailing ``opts``); :func:`tool_parser` - a tool's parser with them, plus the flags the
+  training tools share (``--skip-test``, ``--use-tensorboard``);
+* :func:`output_dir_from_environment` - ``AMLT_OUTPUT_DIR`` overrides ``OUTPUT_DIR`` (training tools);
 * :func:`load_config` - defaults + config file + task file + opts, with errors that name the key and file;
 * :func:`default_setup` - output folder, logging (rank 0 verbose, others warnings), the command line, the
   environment and the merged config in the log, ``config.yaml`` saved next to the outputs, seeding;
@@ -25,6 +27,8 @@ from maskrcnn_benchmark.utils.miscellaneous import save_config, seed_all
 
 __all__ = [
     "add_common_arguments",
+    "tool_parser",
+    "output_dir_from_environment",
     "load_config",
     "merge_config_file",
     "default_setup",
@@ -50,6 +54,36 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 100")
     return parser
+
+
+def tool_parser(description: str, training: bool = False) -> argparse.ArgumentParser:
+    """A tool's argument parser with :func:`add_common_arguments`' flags.
+
+    Args:
+        description: the tool's one-line description (``--help``).
+        training: also add the flags of the training tools (train_net, finetune): ``--skip-test`` (no final
+            evaluation on DATASETS.TEST) and ``--use-tensorboard``.
+    """
+    parser = add_common_arguments(argparse.ArgumentParser(description=description))
+    if training:
+        parser.add_argument("--skip-test", dest="skip_test", action="store_true",
+                            help="do not evaluate the final model on DATASETS.TEST")
+        parser.add_argument("--use-tensorboard", dest="use_tensorboard", action="store_true",
+                            help="write TensorBoard events to OUTPUT_DIR/tensorboard")
+    return parser
+
+
+def output_dir_from_environment(cfg) -> bool:
+    """Sets ``cfg.OUTPUT_DIR`` from the ``AMLT_OUTPUT_DIR`` environment variable (Azure ML jobs) when it is set.
+
+    Returns:
+        True when the variable overrode ``OUTPUT_DIR``.
+    """
+    folder = os.environ.get("AMLT_OUTPUT_DIR")
+    if not folder:
+        return False
+    cfg.OUTPUT_DIR = folder
+    return True
 
 
 def merge_config_file(cfg, path: str) -> None:

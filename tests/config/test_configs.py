@@ -16,6 +16,8 @@ from maskrcnn_benchmark.config import (
     validate_config,
 )
 
+from _published import PUBLISHED_TRAINING_YAMLS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = REPO_ROOT / "configs"
 SPEC = REPO_ROOT / ".." / "shared" / "spec"
@@ -25,15 +27,7 @@ PRETRAIN = CONFIGS / "pretrain" / "mixed_nococo_flickr_objects365.yaml"
 ALL_YAMLS = sorted(CONFIGS.rglob("*.yaml"))
 TASK_YAMLS = [p for p in ALL_YAMLS if p.relative_to(CONFIGS).parts[0] in TASK_DIRS]
 MODEL_YAMLS = [p for p in ALL_YAMLS if p not in TASK_YAMLS]
-UPSTREAM_MODEL_YAMLS = [
-    "pretrain/mixed_nococo_flickr_objects365.yaml",
-    "pretrain/mixed_nococo_flickr_objects365_refexpclean.yaml",
-    "e2e_dyhead_SwinT_B_FPN_coco_finetuning_fusion_backbone.yaml",
-    "e2e_dyhead_SwinT_B_FPN_lvis_finetuning_fusion_backbone.yaml",
-    "refcoco.yaml",
-    "refcocoplus.yaml",
-    "refcocog.yaml",
-]
+UPSTREAM_MODEL_YAMLS = PUBLISHED_TRAINING_YAMLS
 UPSTREAM_TASK_YAMLS = [
     "lvis/minival.yaml",
     "lvis/val.yaml",

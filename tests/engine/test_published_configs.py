@@ -12,17 +12,11 @@ import pytest
 import torch
 import yaml
 
+from _published import PUBLISHED_TRAINING_YAMLS
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny" / "fiber_tiny.yaml"
-PUBLISHED = [
-    "pretrain/mixed_nococo_flickr_objects365.yaml",
-    "pretrain/mixed_nococo_flickr_objects365_refexpclean.yaml",
-    "e2e_dyhead_SwinT_B_FPN_coco_finetuning_fusion_backbone.yaml",
-    "e2e_dyhead_SwinT_B_FPN_lvis_finetuning_fusion_backbone.yaml",
-    "refcoco.yaml",
-    "refcocoplus.yaml",
-    "refcocog.yaml",
-]
+PUBLISHED = PUBLISHED_TRAINING_YAMLS
 # Keys of the tiny model that would change what the published config does to the data.
 _KEEP_PUBLISHED = {"MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN", "MODEL.WEIGHT", "MODEL.BACKBONE.FUSION_VERSION"}
 
