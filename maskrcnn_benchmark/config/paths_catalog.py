@@ -5,8 +5,12 @@ Names, relative paths and factory rules follow upstream FIBER's ``config/paths_c
 order, under: the working directory, ``$DATASET``, ``./DATASET``, ``./OUTPUT``, ``./data``, ``./MODEL``.
 
 Task configs add names with ``DATASETS.REGISTER`` (``{name: {img_dir, ann_file, ...}}``), e.g. ODinW's
-``train``/``val``/``test`` or LVIS ``lvis_evaluation_mini_val``; :func:`register_datasets_from_cfg` applies them.
-A registered entry may also carry ``factory`` to pick the dataset class explicitly.
+``train``/``val``/``test`` or LVIS ``lvis_evaluation_mini_val``. A registered entry may also carry ``factory`` to
+pick the dataset class explicitly. The data loaders see them through :func:`registered_datasets`, which adds a
+config's entries only while that config's data sets are built, so one task's ``val`` (or its replacement of a
+built-in name such as ``lvis_evaluation_val``) never leaks into the next config built in the same process
+(several ``--task_config`` files, fine-tuning over many tasks). :func:`register_datasets_from_cfg` adds them for
+the rest of the process (one-config command lines such as ``python -m maskrcnn_benchmark.data.check``).
 
 Factory rules on the (suffixed) dataset name, first match wins: ``"mixed"`` -> MixedDataset, ``"flickr"`` ->
 FlickrDataset, ``"refexp"``/``"refcoco"`` -> RefExpDataset, ``"_dt"`` -> CocoDetectionTSV (Objects365 TSV; a
@@ -16,16 +20,18 @@ project does not implement (``_bg``, VOC, GQA, PhraseCut, captions, pseudo data,
 Names with the ``_grounding`` suffix (``DATASETS.TRAIN_DATASETNAME_SUFFIX``) reuse the paths of the base name.
 """
 
+import contextlib
 import copy
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type
 
 __all__ = [
     "DatasetCatalog",
     "data_search_roots",
     "try_to_find",
     "register_datasets_from_cfg",
+    "registered_datasets",
     "FACTORY_ARGUMENTS",
 ]
 
@@ -276,12 +282,53 @@ def _resolve(name: str, path: str) -> str:
         raise FileNotFoundError(f"dataset {name!r}: {e}") from e
 
 
-def register_datasets_from_cfg(cfg: Any) -> List[str]:
-    """Add every ``DATASETS.REGISTER`` entry of ``cfg`` to the catalog; returns the registered names."""
+def _register(entries: Mapping[str, Mapping[str, Any]], suffix: str = "") -> List[str]:
     registered = []
-    for name, info in cfg.DATASETS.REGISTER.items():
-        DatasetCatalog.set(name, dict(info))
-        registered.append(name)
+    for name, info in entries.items():
+        full_name = name + suffix
+        old = DatasetCatalog.DATASETS.get(full_name)
+        DatasetCatalog.set(full_name, dict(info))
+        if old is not None and old != DatasetCatalog.DATASETS[full_name]:
+            logger.info("dataset %s: DATASETS.REGISTER replaces the catalog entry %s with %s", full_name, old,
+                        DatasetCatalog.DATASETS[full_name])
+        registered.append(full_name)
     if registered:
         logger.debug("registered datasets from DATASETS.REGISTER: %s", registered)
     return registered
+
+
+def register_datasets_from_cfg(cfg: Any) -> List[str]:
+    """Add every ``DATASETS.REGISTER`` entry of ``cfg`` to the catalog for the rest of the process.
+
+    Returns:
+        The registered names. An entry replaces a catalogued one of the same name (logged when it differs).
+    """
+    return _register(cfg.DATASETS.REGISTER)
+
+
+@contextlib.contextmanager
+def registered_datasets(entries: Mapping[str, Mapping[str, Any]], suffix: str = "") -> Iterator[Type[DatasetCatalog]]:
+    """The catalog with ``entries`` (a config's ``DATASETS.REGISTER``) added for the duration of the block.
+
+    Inside the block a registered name wins over a catalogued one of the same name (logged when it differs);
+    on exit every touched name is put back as it was (restored, or removed when it was not catalogued), so
+    entries of one config never change what the names mean for the next config built in the same process.
+
+    Args:
+        entries: ``{name: {img_dir, ann_file, ...}}``.
+        suffix: appended to every name (``DATASETS.TRAIN_DATASETNAME_SUFFIX`` / ``TEST_DATASETNAME_SUFFIX``).
+
+    Yields:
+        :class:`DatasetCatalog`.
+    """
+    missing = object()
+    saved = {name + suffix: DatasetCatalog.DATASETS.get(name + suffix, missing) for name in entries}
+    try:
+        _register(entries, suffix)
+        yield DatasetCatalog
+    finally:
+        for name, entry in saved.items():
+            if entry is missing:
+                DatasetCatalog.DATASETS.pop(name, None)
+            else:
+                DatasetCatalog.DATASETS[name] = entry

@@ -76,15 +76,6 @@ def copies_for(cfg: Any, name: str, is_train: bool) -> int:
     return int(d.GENERAL_COPY if is_train else d.GENERAL_COPY_TEST)
 
 
-def _catalog(cfg: Any, is_train: bool):
-    from ..config.paths_catalog import DatasetCatalog
-
-    suffix = cfg.DATASETS.TRAIN_DATASETNAME_SUFFIX if is_train else cfg.DATASETS.TEST_DATASETNAME_SUFFIX
-    for name, info in cfg.DATASETS.REGISTER.items():
-        DatasetCatalog.set(name + suffix, dict(info))
-    return DatasetCatalog
-
-
 def _tokenizer(cfg: Any, cache: Dict[str, Any]) -> Any:
     if "tokenizer" not in cache:
         from ..modeling.language_backbone.tokenizer import build_tokenizer
@@ -153,10 +144,14 @@ def build_dataset(
     Raises:
         KeyError / FileNotFoundError / ValueError: unknown name, missing files, unsupported family.
     """
-    catalog = _catalog(cfg, is_train)
+    from ..config.paths_catalog import registered_datasets
+
     suffix = cfg.DATASETS.TRAIN_DATASETNAME_SUFFIX if is_train else cfg.DATASETS.TEST_DATASETNAME_SUFFIX
     full_name = name + suffix
-    spec = catalog.get(full_name)
+    # This config's DATASETS.REGISTER entries are visible only while its data set is looked up, so they never
+    # change the catalog for the next config built in this process.
+    with registered_datasets(cfg.DATASETS.REGISTER, suffix) as catalog:
+        spec = catalog.get(full_name)
     factory = spec["factory"]
     cls = getattr(D, factory, None)
     if cls is None:

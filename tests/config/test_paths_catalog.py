@@ -10,6 +10,7 @@ from maskrcnn_benchmark.config.paths_catalog import (
     DatasetCatalog,
     data_search_roots,
     register_datasets_from_cfg,
+    registered_datasets,
     try_to_find,
 )
 
@@ -136,6 +137,28 @@ def test_register_from_odinw_task_config_and_suffix(monkeypatch, tmp_path):
     _touch(root / "odinw" / "Aquarium" / "Aquarium Combined.v2-raw-1024.coco" / "valid" /
            "annotations_without_background.json")
     assert Path(DatasetCatalog.get("val")["args"]["ann_file"]).is_file()  # ./data is a search root
+
+
+def test_registered_datasets_are_scoped_to_the_block(caplog):
+    lvis = get_cfg()
+    lvis.merge_from_file(str(REPO_ROOT / "configs" / "lvis" / "val.yaml"))
+    odinw = get_cfg()
+    odinw.merge_from_file(str(AQUARIUM))
+    with caplog.at_level("INFO", logger="maskrcnn_benchmark.config.paths_catalog"):
+        with registered_datasets(lvis.DATASETS.REGISTER) as catalog:
+            assert catalog.get("lvis_evaluation_val", resolve=False)["args"]["ann_file"] == \
+                "coco/annotations/lvis_od_val.json"
+    assert "lvis_evaluation_val: DATASETS.REGISTER replaces the catalog entry" in caplog.text
+    # Afterwards the built-in entry is back and the task-only name is gone.
+    assert DatasetCatalog.entry("lvis_evaluation_val") == BUILT_IN["lvis_evaluation_val"]
+    assert "lvis_evaluation_mini_val" not in DatasetCatalog.DATASETS
+    with registered_datasets(odinw.DATASETS.REGISTER, "_grounding"):
+        assert DatasetCatalog.get("val_grounding", resolve=False)["factory"] == "CocoGrounding"
+        with pytest.raises(RuntimeError):  # an error inside the block still restores the catalog
+            with registered_datasets({"val_grounding": {"img_dir": "x", "ann_file": "y.json"}}):
+                raise RuntimeError
+        assert DatasetCatalog.entry("val_grounding")["img_dir"].startswith("odinw/Aquarium")
+    assert DatasetCatalog.DATASETS == BUILT_IN
 
 
 def test_lvis_task_config_overrides_builtin_entry():

@@ -142,3 +142,20 @@ def test_bad_names_and_unsupported_formats(data_cfg, tmp_path, monkeypatch):
     cfg.DATASETS.TRAIN = ("coco_grounding_train",)
     with pytest.raises(ValueError, match="divisible by the number of processes"):
         make_data_loader(cfg, is_train=True, num_replicas=2, rank=0)
+
+
+def test_one_configs_registered_names_do_not_leak_into_the_next(data_cfg):
+    from maskrcnn_benchmark.config.paths_catalog import DatasetCatalog
+
+    builtin_lvis_val = DatasetCatalog.entry("lvis_evaluation_val")
+    task = data_cfg.clone()
+    task.merge_from_file(os.path.join(REPO, "configs", "odinw", "Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml"))
+    assert len(build_dataset(task, "val", is_train=False)) > 0
+    lvis = data_cfg.clone()
+    lvis.merge_from_file(os.path.join(REPO, "configs", "lvis", "minival.yaml"))
+    assert type(build_dataset(lvis, "lvis_evaluation_mini_val", is_train=False)).__name__ == "LvisDetection"
+    # A later config that does not register "val" gets an error, not the previous task's data set, and the
+    # LVIS task file's replacement of the built-in lvis_evaluation_val is gone.
+    with pytest.raises(KeyError, match="'val' is not in the catalog"):
+        build_dataset(data_cfg, "val", is_train=False)
+    assert DatasetCatalog.entry("lvis_evaluation_val") == builtin_lvis_val
