@@ -134,13 +134,13 @@ def _optional_build_ext(base, required):
 EXTENSIONS, BUILD_EXT = _extensions()
 CMDCLASS = {"build_ext": BUILD_EXT} if BUILD_EXT is not None else {}
 
-TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis"]
+TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis", "ruff"]
 
 setup(
     name="maskrcnn_benchmark",
     version=_read_version(),
     description="FIBER fine-grained detection and grounding (GLIP-style maskrcnn_benchmark), re-implemented",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(exclude=("tests", "tests.*", "configs", "configs.*", "tools", "tools.*",
                                     "benchmarks", "benchmarks.*", "odinw", "odinw.*")),
     install_requires=[

@@ -6,7 +6,8 @@ LVIS evaluation runs every image once per 40-class prompt chunk (31 chunks for 1
 per batch and the pre-fusion text layers once per chunk. This script times both on random weights and prints JSON.
 
     python benchmarks/chunked_eval.py                                   # tiny model, CPU
-    python benchmarks/chunked_eval.py --config-file configs/e2e_dyhead_SwinT_B_FPN_lvis_finetuning_fusion_backbone.yaml \
+    python benchmarks/chunked_eval.py \
+        --config-file configs/e2e_dyhead_SwinT_B_FPN_lvis_finetuning_fusion_backbone.yaml \
         --device cuda --height 800 --width 1344 --chunks 31 --batch 1 [--amp]
 """
 
@@ -21,8 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-WORDS = ("apple bag ball bear bed bell bench bird boat book bottle bowl box bread bucket cake camera candle car "
-         "cat chair clock cup desk dog door drum duck egg fan fish flag fork frog glass hat horse jar kite lamp").split()
+WORDS = ("apple bag ball bear bed bell bench bird boat book bottle bowl box bread bucket cake camera candle "
+         "car cat chair clock cup desk dog door drum duck egg fan fish flag fork frog glass hat horse jar kite "
+         "lamp").split()
 
 
 def build_parser():

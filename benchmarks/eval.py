@@ -2,7 +2,7 @@
 
     python benchmarks/eval.py                                  # 5,000 images x 100 dets (COCO), 1,000 x 300 (LVIS)
     python benchmarks/eval.py --images 1000 --lvis-images 200  # smaller
-    python benchmarks/eval.py --skip-lvis-reference            # faster-coco-eval only for LVIS (the lvis package is slow)
+    python benchmarks/eval.py --skip-lvis-reference            # LVIS with faster-coco-eval only (lvis is slow)
     python benchmarks/eval.py --only lvis                      # one of the two
 
 Synthetic, seeded ground truth and detections (no data needed): a COCO-like val set (80 classes, ~7 boxes per
@@ -21,7 +21,7 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 
@@ -55,17 +55,18 @@ def coco_like(num_images: int, dets_per_image: int, seed: int = 0):
     return {"images": images, "annotations": annotations, "categories": categories}, predictions
 
 
-def _detections(rng, image_id, gt_boxes, gt_labels, count, label_pool) -> List[Dict[str, Any]]:
+def _detections(rng, image_id, gt_boxes, gt_labels, count, label_pool) -> list[dict[str, Any]]:
     copies = min(count // 2, 3 * len(gt_boxes))
     picks = rng.integers(0, len(gt_boxes), copies) if len(gt_boxes) else np.zeros(0, dtype=int)
     jittered = gt_boxes[picks] + rng.normal(0, 6, (copies, 4)) if copies else np.zeros((0, 4))
     jittered[:, 2:] = np.abs(jittered[:, 2:]) + 1
-    labels = np.where(rng.uniform(size=copies) < 0.7, gt_labels[picks] if copies else [], rng.choice(label_pool, copies))
+    kept = gt_labels[picks] if copies else []
+    labels = np.where(rng.uniform(size=copies) < 0.7, kept, rng.choice(label_pool, copies))
     boxes = np.concatenate([jittered, _random_boxes(rng, count - copies, 640, 480)])
     labels = np.concatenate([labels, rng.choice(label_pool, count - copies)]).astype(int)
     scores = rng.uniform(size=count)
-    return [{"image_id": image_id, "category_id": int(l), "bbox": b.tolist(), "score": float(s)}
-            for b, l, s in zip(boxes, labels, scores)]
+    return [{"image_id": image_id, "category_id": int(c), "bbox": b.tolist(), "score": float(s)}
+            for b, c, s in zip(boxes, labels, scores)]
 
 
 def lvis_like(num_images: int, dets_per_image: int, seed: int = 0):
@@ -76,7 +77,8 @@ def lvis_like(num_images: int, dets_per_image: int, seed: int = 0):
     images, annotations, predictions = [], [], []
     for image_id in range(1, num_images + 1):
         present = rng.choice(np.arange(1, num_categories + 1), int(rng.integers(1, 8)), replace=False)
-        negatives = [int(c) for c in rng.choice(np.arange(1, num_categories + 1), 20, replace=False) if c not in present]
+        candidates = rng.choice(np.arange(1, num_categories + 1), 20, replace=False)
+        negatives = [int(c) for c in candidates if c not in present]
         images.append({"id": image_id, "width": 640, "height": 480, "neg_category_ids": negatives,
                        "not_exhaustive_category_ids": [int(present[0])] if image_id % 7 == 0 else []})
         count = int(rng.integers(len(present), 20))
@@ -97,7 +99,7 @@ def _timed(function, *args, **kwargs):
     return result, time.perf_counter() - start, time.process_time() - cpu_start
 
 
-def bench_coco(num_images: int, dets: int) -> Dict[str, Any]:
+def bench_coco(num_images: int, dets: int) -> dict[str, Any]:
     gt, predictions = coco_like(num_images, dets)
     reference, reference_s, reference_cpu = _timed(evaluate_coco_bbox, gt, predictions, backend="pycocotools",
                                                    per_category=False)
@@ -112,17 +114,19 @@ def bench_coco(num_images: int, dets: int) -> Dict[str, Any]:
     }
 
 
-def bench_lvis(num_images: int, dets: int, reference_too: bool) -> Dict[str, Any]:
+def bench_lvis(num_images: int, dets: int, reference_too: bool) -> dict[str, Any]:
     gt, predictions = lvis_like(num_images, dets)
-    report: Dict[str, Any] = {"images": num_images, "detections": len(predictions),
-                              "ground_truth_boxes": len(gt["annotations"]), "protocol": "fixed_ap_top10000_per_category"}
+    report: dict[str, Any] = {"images": num_images, "detections": len(predictions),
+                              "ground_truth_boxes": len(gt["annotations"]),
+                              "protocol": "fixed_ap_top10000_per_category"}
     faster, faster_s, faster_cpu = _timed(evaluate_lvis, gt, predictions, backend="faster")
     report.update(faster_coco_eval_s=round(faster_s, 2), faster_coco_eval_cpu_s=round(faster_cpu, 2),
                   AP_faster=faster["AP"])
     if reference_too:
         reference, reference_s, reference_cpu = _timed(evaluate_lvis, gt, predictions, backend="lvis")
         names = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR")
-        report.update(lvis_s=round(reference_s, 2), lvis_cpu_s=round(reference_cpu, 2), speedup=round(reference_s / faster_s, 2), AP_lvis=reference["AP"],
+        report.update(lvis_s=round(reference_s, 2), lvis_cpu_s=round(reference_cpu, 2),
+                      speedup=round(reference_s / faster_s, 2), AP_lvis=reference["AP"],
                       max_abs_metric_difference=max(abs((reference[n] or 0) - (faster[n] or 0)) for n in names))
     return report
 

@@ -80,7 +80,7 @@ def bench_dcn(device, repeat, impls, channels=256):
         offset = torch.randn(1, 18, height, width, generator=g).to(device).requires_grad_(True)
         mask = torch.rand(1, 9, height, width, generator=g).to(device).requires_grad_(True)
 
-        def make(impl):
+        def make(impl, x=x, offset=offset, mask=mask):
             def step():
                 out = modulated_deform_conv(x, offset, mask, weight, bias, padding=1, impl=impl)
                 out.sum().backward()
@@ -122,7 +122,8 @@ def main():
     if not args.skip_dcn:
         results += bench_dcn(device, max(1, repeat - 1) if device.type == "cpu" else repeat, impls)
     report = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"cpu ({torch.get_num_threads()} threads)"),
         "torch": torch.__version__,
         "compiled_available": _ext.compiled_available(device.type),
         "repeat": repeat,

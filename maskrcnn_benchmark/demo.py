@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 __all__ = ["main", "build_parser", "run_demo"]
 
@@ -86,7 +86,7 @@ def _prepare(args, output_dir: str):
     return cfg, manifest
 
 
-def _evaluate(cfg, weight: str, device, label: str) -> Dict[str, Any]:
+def _evaluate(cfg, weight: str, device, label: str) -> dict[str, Any]:
     from maskrcnn_benchmark.engine.evaluate import evaluate_checkpoint
 
     eval_cfg = cfg.clone()
@@ -112,7 +112,7 @@ def _initial_weights(cfg, device, path: str) -> None:
     torch.set_grad_enabled(True)
 
 
-def _table(untrained: Dict[str, Any], trained: Dict[str, Any]) -> str:
+def _table(untrained: dict[str, Any], trained: dict[str, Any]) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:6.2f}"  # noqa: E731
     lines = [f"{'metric (COCO box, %)':<22} {'untrained':>10} {'trained':>10}", "-" * 44]
     for key in SHOWN_METRICS:
@@ -120,7 +120,7 @@ def _table(untrained: Dict[str, Any], trained: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(args) -> Dict[str, Any]:
+def run_demo(args) -> dict[str, Any]:
     """Run the four steps; returns the results dict (also written to ``<output>/demo_results.json``)."""
     from maskrcnn_benchmark.engine.defaults import resolve_device
     from maskrcnn_benchmark.engine.runner import train
@@ -168,7 +168,7 @@ def run_demo(args) -> Dict[str, Any]:
     return results
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     results = run_demo(args)
     untrained, trained = results["untrained"], results["trained"]

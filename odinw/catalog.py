@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from maskrcnn_benchmark.data.evaluation.odinw import ODINW_13, ODINW_35, odinw_names
 
@@ -42,30 +42,30 @@ class OdinwDataset:
     name: str
     root_folder: str
     num_classes: int
-    categories: Tuple[Dict[str, Any], ...]
-    register: Dict[str, Dict[str, str]]
-    settings: Dict[str, Any]
-    override_category_string: Optional[str]
-    caption_prompt_string: Optional[str]
-    caption_prompt: Optional[Tuple[Dict[str, str], ...]]
+    categories: tuple[dict[str, Any], ...]
+    register: dict[str, dict[str, str]]
+    settings: dict[str, Any]
+    override_category_string: str | None
+    caption_prompt_string: str | None
+    caption_prompt: tuple[dict[str, str], ...] | None
     in_odinw_13: bool
     in_odinw_35: bool
-    notes: Tuple[str, ...] = ()
-    odinw_13_overrides: Dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    odinw_13_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def test_split(self) -> str:
         """The split the yaml evaluates on (DATASETS.TEST): "val" or "minival"."""
         return ast.literal_eval(self.settings["DATASETS.TEST"])[0]
 
-    def category_names(self, variant: str = "odinw_35") -> List[str]:
+    def category_names(self, variant: str = "odinw_35") -> list[str]:
         """Class names in id order for the odinw_35 (primary) or odinw_13 yaml."""
         categories = self.categories
         if variant == "odinw_13" and "categories" in self.odinw_13_overrides:
             categories = self.odinw_13_overrides["categories"]
         return [category["name"] for category in sorted(categories, key=lambda c: c["id"])]
 
-    def split(self, name: str) -> Dict[str, str]:
+    def split(self, name: str) -> dict[str, str]:
         """The registered {"img_dir", "ann_file"} of a split, with an error listing the known splits."""
         if name not in self.register:
             raise KeyError(f"ODinW data set {self.name} has no split {name!r}; known: {sorted(self.register)}")
@@ -73,9 +73,9 @@ class OdinwDataset:
 
 
 @lru_cache(maxsize=1)
-def load_catalog() -> Dict[str, Any]:
+def load_catalog() -> dict[str, Any]:
     """The raw catalog json (cached)."""
-    with open(CATALOG_FILE, "r") as stream:
+    with open(CATALOG_FILE) as stream:
         return json.load(stream)
 
 
@@ -104,12 +104,12 @@ def get_dataset(name: str) -> OdinwDataset:
     )
 
 
-def list_datasets() -> List[str]:
+def list_datasets() -> list[str]:
     """Every data set in the catalog (the 35 of ODinW-35 plus plantdoc_100x100, which GLIP ships but does not list)."""
     return sorted(load_catalog()["datasets"])
 
 
-def resolve_names(selection: str) -> List[str]:
+def resolve_names(selection: str) -> list[str]:
     """Turn "13", "35", "all" or a comma-separated list of yaml stems into data set names."""
     selection = selection.strip()
     if selection in ("13", "35", "odinw_13", "odinw_35"):

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import yaml
 
@@ -37,8 +37,8 @@ HEADER = (
 )
 
 
-def _nest(flat: Dict[str, Any]) -> Dict[str, Any]:
-    tree: Dict[str, Any] = {}
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
     for dotted, value in flat.items():
         node = tree
         parts = dotted.split(".")
@@ -48,7 +48,7 @@ def _nest(flat: Dict[str, Any]) -> Dict[str, Any]:
     return tree
 
 
-def task_config_dict(dataset: OdinwDataset, variant: str = "odinw_35") -> Dict[str, Any]:
+def task_config_dict(dataset: OdinwDataset, variant: str = "odinw_35") -> dict[str, Any]:
     """The nested config dict of one task yaml ("odinw_35" = primary yaml, "odinw_13" = GLIP's odinw_13 file)."""
     if variant not in ("odinw_13", "odinw_35"):
         raise ValueError(f"variant must be 'odinw_13' or 'odinw_35', got {variant!r}")
@@ -77,7 +77,7 @@ def render_task_yaml(name: str, variant: str = "odinw_35") -> str:
     return HEADER.format(name=dataset.name, variant=variant) + body
 
 
-def expected_files() -> Dict[str, str]:
+def expected_files() -> dict[str, str]:
     """Relative path (under the configs folder) -> text, for every shipped ODinW file."""
     catalog = load_catalog()
     files = {}
@@ -90,7 +90,7 @@ def expected_files() -> Dict[str, str]:
     return files
 
 
-def write_configs(out_dir: str) -> List[str]:
+def write_configs(out_dir: str) -> list[str]:
     """Write every ODinW task yaml under ``out_dir`` (atomically per file); returns the written paths."""
     written = []
     for relative, text in expected_files().items():
@@ -98,7 +98,7 @@ def write_configs(out_dir: str) -> List[str]:
     return written
 
 
-def check_configs(out_dir: str) -> List[str]:
+def check_configs(out_dir: str) -> list[str]:
     """Relative paths whose file under ``out_dir`` is missing or differs from the catalog."""
     stale = []
     for relative, text in expected_files().items():
@@ -106,13 +106,13 @@ def check_configs(out_dir: str) -> List[str]:
         if not os.path.isfile(path):
             stale.append(relative + " (missing)")
             continue
-        with open(path, "r") as stream:
+        with open(path) as stream:
             if stream.read() != text:
                 stale.append(relative + " (differs)")
     return stale
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="configs", help="configs folder (holds odinw_13/ and odinw_35/)")
     parser.add_argument("--check", action="store_true", help="only compare, exit 1 on differences")

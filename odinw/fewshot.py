@@ -22,7 +22,8 @@ import json
 import os
 import random
 import sys
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from maskrcnn_benchmark.data.evaluation.base import read_json
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
@@ -35,7 +36,7 @@ SHOTS = (1, 3, 5, 10)
 SEEDS = (3, 30, 300)
 
 
-def select_few_shot(coco: Dict[str, Any], shots: int, seed: int, source: str = "annotations") -> Dict[str, Any]:
+def select_few_shot(coco: dict[str, Any], shots: int, seed: int, source: str = "annotations") -> dict[str, Any]:
     """A k-shot subset of a COCO-format dict (see the module docstring for the rule).
 
     Args:
@@ -53,10 +54,12 @@ def select_few_shot(coco: Dict[str, Any], shots: int, seed: int, source: str = "
         if key not in coco:
             raise ValueError(f"{source}: no {key!r} list; not a COCO-format annotation file")
     category_ids = {category["id"] for category in coco["categories"]}
-    categories_of: Dict[int, set] = {}
+    categories_of: dict[int, set] = {}
     for annotation in coco["annotations"]:
         if annotation["category_id"] not in category_ids:
-            raise ValueError(f"{source}: annotation {annotation.get('id')} has unknown category {annotation['category_id']}")
+            raise ValueError(
+                f"{source}: annotation {annotation.get('id')} has unknown category {annotation['category_id']}"
+            )
         if annotation.get("iscrowd", 0):
             continue
         categories_of.setdefault(annotation["image_id"], set()).add(annotation["category_id"])
@@ -79,7 +82,7 @@ def select_few_shot(coco: Dict[str, Any], shots: int, seed: int, source: str = "
 
 
 def write_fewshot_splits(root: str, name: str, shots: Sequence[int] = SHOTS, seeds: Sequence[int] = SEEDS,
-                         splits: Iterable[str] = ("train", "val")) -> List[str]:
+                         splits: Iterable[str] = ("train", "val")) -> list[str]:
     """Write the registered few-shot files of one data set; returns the written paths.
 
     Only registered splits are read and written (a "minival" request is skipped for a data set without one).
@@ -102,11 +105,11 @@ def write_fewshot_splits(root: str, name: str, shots: Sequence[int] = SHOTS, see
     return written
 
 
-def _ints(text: str) -> List[int]:
+def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write ODinW few-shot split files (deterministic per seed).")
     parser.add_argument("--root", default=os.environ.get("DATASET", "DATASET"), help="data root (default $DATASET)")
     parser.add_argument("--which", default="13", help="13, 35, all, or comma-separated data set names")
@@ -114,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seeds", default="3,30,300")
     parser.add_argument("--splits", default="train,val")
     args = parser.parse_args(argv)
-    summary: Dict[str, Any] = {}
+    summary: dict[str, Any] = {}
     for name in resolve_names(args.which):
         paths = write_fewshot_splits(args.root, name, _ints(args.shots), _ints(args.seeds),
                                      [s for s in args.splits.split(",") if s])

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from .catalog import OdinwDataset, get_dataset, load_catalog, resolve_names
 
@@ -29,8 +29,8 @@ def is_fewshot_split(split: str) -> bool:
     return bool(_FEWSHOT_SPLIT.match(split)) or "shot" in split
 
 
-def _image_files(ann_file: str) -> List[str]:
-    with open(ann_file, "r") as stream:
+def _image_files(ann_file: str) -> list[str]:
+    with open(ann_file) as stream:
         try:
             data = json.load(stream)
         except json.JSONDecodeError as error:
@@ -41,7 +41,7 @@ def _image_files(ann_file: str) -> List[str]:
 
 
 def check_dataset(root: str, dataset: OdinwDataset, check_images: bool = False, fewshot: bool = False
-                  ) -> Dict[str, Any]:
+                  ) -> dict[str, Any]:
     """Report for one data set.
 
     Args:
@@ -53,9 +53,9 @@ def check_dataset(root: str, dataset: OdinwDataset, check_images: bool = False, 
     Returns:
         ``{"name", "ok", "missing": [...], "missing_fewshot": [...], "malformed": [...], "archive", "url"}``.
     """
-    missing: List[str] = []
-    missing_fewshot: List[str] = []
-    malformed: List[str] = []
+    missing: list[str] = []
+    missing_fewshot: list[str] = []
+    malformed: list[str] = []
     for split, entry in sorted(dataset.register.items()):
         img_dir = os.path.join(root, entry["img_dir"])
         ann_file = os.path.join(root, entry["ann_file"])
@@ -89,8 +89,8 @@ def check_dataset(root: str, dataset: OdinwDataset, check_images: bool = False, 
     }
 
 
-def check_datasets(root: str, names: List[str], check_images: bool = False, fewshot: bool = False
-                   ) -> Dict[str, Any]:
+def check_datasets(root: str, names: list[str], check_images: bool = False, fewshot: bool = False
+                   ) -> dict[str, Any]:
     """Reports for several data sets plus a summary: which are complete, which archives to fetch."""
     reports = [check_dataset(root, get_dataset(name), check_images, fewshot) for name in names]
     incomplete = [report for report in reports if not report["ok"]]
@@ -104,7 +104,7 @@ def check_datasets(root: str, names: List[str], check_images: bool = False, fews
     }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check a downloaded ODinW folder and report what is missing.")
     parser.add_argument("--root", default=os.environ.get("DATASET", "DATASET"), help="data root (default $DATASET)")
     parser.add_argument("--which", default="35", help="13, 35, all, or comma-separated data set names")

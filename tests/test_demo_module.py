@@ -19,7 +19,8 @@ def test_demo_runs_end_to_end(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "maskrcnn_benchmark.demo", "--output-dir", str(out),
-                             "--num-images", "8", "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "INPUT.MIN_SIZE_TRAIN", "64",
+                             "--num-images", "8", "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2",
+                             "INPUT.MIN_SIZE_TRAIN", "64",
                              "AUGMENT.MULT_MIN_SIZE_TRAIN", "(64,)", "INPUT.MIN_SIZE_TEST", "64"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode in (0, 1), result.stderr[-3000:]

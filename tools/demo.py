@@ -63,7 +63,7 @@ def collect_images(inputs):
             files.extend(found)
         elif os.path.isfile(item):
             files.append(item)
-        elif item[:1].isupper() and "." in item and not os.path.splitext(item)[1].lower() in IMAGE_EXTENSIONS:
+        elif item[:1].isupper() and "." in item and os.path.splitext(item)[1].lower() not in IMAGE_EXTENSIONS:
             raise UserInputError(f"--input {item} looks like a config key: give KEY VALUE overrides after the "
                                  f"other flags (e.g. ... --input img.jpg --output DIR {item} VALUE)")
         else:

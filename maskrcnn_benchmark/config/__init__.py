@@ -14,7 +14,7 @@ or in one call: ``cfg = load_config("configs/refcoco.yaml", opts=["TEST.IMS_PER_
 """
 
 import logging
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 from maskrcnn_benchmark.config.config_node import CfgNode, ConfigTypeError, UnknownConfigKeyError
 from maskrcnn_benchmark.config.defaults import _C as cfg
@@ -64,8 +64,8 @@ def merge_from_list(config: CfgNode, opts: Sequence, source: str = "command line
 
 
 def load_config(
-    config_file: Optional[str] = None,
-    opts: Optional[Sequence] = None,
+    config_file: str | None = None,
+    opts: Sequence | None = None,
     task_configs: Iterable[str] = (),
     freeze: bool = True,
 ) -> CfgNode:

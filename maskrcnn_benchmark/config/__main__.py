@@ -10,7 +10,6 @@ on a missing file, an unknown key, a bad type or a failed validation.
 
 import argparse
 import sys
-from typing import List, Optional
 
 from maskrcnn_benchmark.config import INERT_KEYS, get_cfg, load_config
 
@@ -24,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     task_configs = [t for t in args.task_config.split(",") if t]
     try:

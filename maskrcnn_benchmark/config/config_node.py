@@ -18,7 +18,8 @@ import difflib
 import logging
 import os
 from ast import literal_eval
-from typing import Any, Iterable, List, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import yaml
 from yacs.config import CfgNode as _YacsCfgNode
@@ -88,7 +89,7 @@ class CfgNode(_YacsCfgNode):
         path = os.fspath(cfg_filename)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"config file not found: {path} (working directory {os.getcwd()})")
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             try:
                 loaded = yaml.safe_load(f)
             except yaml.YAMLError as e:
@@ -108,7 +109,7 @@ class CfgNode(_YacsCfgNode):
         self._assert_mutable(source)
         _merge_mapping(self, values, prefix=[], source=source)
 
-    def merge_from_list(self, cfg_list: List[Any], source: str = "command line") -> None:
+    def merge_from_list(self, cfg_list: list[Any], source: str = "command line") -> None:
         """Merge ``[KEY1, VALUE1, KEY2, VALUE2, ...]`` (e.g. trailing command-line ``opts``).
 
         Raises:
@@ -149,7 +150,7 @@ class CfgNode(_YacsCfgNode):
                 yield full_key, value
 
 
-def _raise_unknown(node: _YacsCfgNode, key: str, key_path: List[str], source: str, full_key: str = "") -> None:
+def _raise_unknown(node: _YacsCfgNode, key: str, key_path: list[str], source: str, full_key: str = "") -> None:
     """Raise for ``key`` missing at ``key_path`` (``full_key``: the whole requested key, if longer)."""
     full_key = full_key or ".".join(key_path)
     suggestions = difflib.get_close_matches(key, [k for k in node.keys()], n=3, cutoff=0.6)
@@ -168,7 +169,7 @@ def _note_inert(full_key: str, value: Any, default: Any, source: str) -> None:
         logger.info("%s: %s = %r has no effect in this implementation: %s", source, full_key, value, reason)
 
 
-def _merge_mapping(node: _YacsCfgNode, values: Mapping[str, Any], prefix: List[str], source: str) -> None:
+def _merge_mapping(node: _YacsCfgNode, values: Mapping[str, Any], prefix: list[str], source: str) -> None:
     """Merge ``values`` into ``node`` (recursively), checking keys and types."""
     for key, raw_value in values.items():
         key_path = prefix + [str(key)]

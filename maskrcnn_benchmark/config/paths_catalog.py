@@ -24,7 +24,8 @@ import contextlib
 import copy
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "DatasetCatalog",
@@ -41,7 +42,7 @@ DATA_ROOT_ENV = "DATASET"
 
 #: Keys of a catalog entry that hold paths (relative to a data root), per factory, mapped to the constructor
 #: argument names of the dataset classes in ``maskrcnn_benchmark.data.datasets``.
-FACTORY_ARGUMENTS: Dict[str, Dict[str, str]] = {
+FACTORY_ARGUMENTS: dict[str, dict[str, str]] = {
     "COCODataset": {"img_dir": "root", "ann_file": "ann_file"},
     "CocoGrounding": {"img_dir": "root", "ann_file": "ann_file"},
     "LvisDetection": {"img_dir": "root", "ann_file": "ann_file"},
@@ -67,7 +68,7 @@ _UNSUPPORTED = (
 _SUFFIXES = ("_grounding",)
 
 
-def data_search_roots() -> List[str]:
+def data_search_roots() -> list[str]:
     """The folders relative paths are searched under, in order (upstream's order, plus ``$DATASET``)."""
     roots = ["."]
     env_root = os.environ.get(DATA_ROOT_ENV)
@@ -77,7 +78,7 @@ def data_search_roots() -> List[str]:
     return roots
 
 
-def try_to_find(file: str, return_dir: bool = False, search_path: Optional[Sequence[str]] = None) -> str:
+def try_to_find(file: str, return_dir: bool = False, search_path: Sequence[str] | None = None) -> str:
     """Locate a file or folder given relative to a data root.
 
     Args:
@@ -117,7 +118,7 @@ class DatasetCatalog:
     ``coco_img_dir`` / ``vg_img_dir`` / ``yaml_path``), optionally ``is_train`` and ``factory``.
     """
 
-    DATASETS: Dict[str, Dict[str, Any]] = {
+    DATASETS: dict[str, dict[str, Any]] = {
         # ---- COCO detection / grounding
         "coco_grounding_train": {"img_dir": "coco/train2017", "ann_file": "coco/annotations/instances_train2017.json",
                                  "is_train": True},
@@ -169,12 +170,12 @@ class DatasetCatalog:
         DatasetCatalog.DATASETS[name] = {k: copy.deepcopy(v) for k, v in info.items()}
 
     @staticmethod
-    def names() -> List[str]:
+    def names() -> list[str]:
         """Every catalogued name, sorted."""
         return sorted(DatasetCatalog.DATASETS)
 
     @staticmethod
-    def entry(name: str) -> Dict[str, Any]:
+    def entry(name: str) -> dict[str, Any]:
         """The raw entry for ``name`` (``_grounding``-suffixed names fall back to their base name).
 
         Raises:
@@ -191,7 +192,7 @@ class DatasetCatalog:
         )
 
     @staticmethod
-    def factory_for(name: str, entry: Optional[Mapping[str, Any]] = None) -> str:
+    def factory_for(name: str, entry: Mapping[str, Any] | None = None) -> str:
         """The dataset class name for ``name`` by upstream's substring rules (or the entry's ``factory``)."""
         entry = DatasetCatalog.entry(name) if entry is None else entry
         if entry.get("factory"):
@@ -216,7 +217,7 @@ class DatasetCatalog:
         return "COCODataset"
 
     @staticmethod
-    def get(name: str, resolve: bool = True) -> Dict[str, Any]:
+    def get(name: str, resolve: bool = True) -> dict[str, Any]:
         """Factory and constructor arguments for a dataset name.
 
         Args:
@@ -238,7 +239,7 @@ class DatasetCatalog:
             factory, entry = DatasetCatalog._objects365_source(name, entry, resolve)
         if factory not in FACTORY_ARGUMENTS:
             raise ValueError(f"dataset {name!r}: unknown factory {factory!r}; known: {sorted(FACTORY_ARGUMENTS)}")
-        args: Dict[str, Any] = {}
+        args: dict[str, Any] = {}
         for entry_key, arg_name in FACTORY_ARGUMENTS[factory].items():
             value = entry.get(entry_key)
             if value is None and entry_key == "img_dir":
@@ -282,7 +283,7 @@ def _resolve(name: str, path: str) -> str:
         raise FileNotFoundError(f"dataset {name!r}: {e}") from e
 
 
-def _register(entries: Mapping[str, Mapping[str, Any]], suffix: str = "") -> List[str]:
+def _register(entries: Mapping[str, Mapping[str, Any]], suffix: str = "") -> list[str]:
     registered = []
     for name, info in entries.items():
         full_name = name + suffix
@@ -297,7 +298,7 @@ def _register(entries: Mapping[str, Mapping[str, Any]], suffix: str = "") -> Lis
     return registered
 
 
-def register_datasets_from_cfg(cfg: Any) -> List[str]:
+def register_datasets_from_cfg(cfg: Any) -> list[str]:
     """Add every ``DATASETS.REGISTER`` entry of ``cfg`` to the catalog for the rest of the process.
 
     Returns:
@@ -307,7 +308,7 @@ def register_datasets_from_cfg(cfg: Any) -> List[str]:
 
 
 @contextlib.contextmanager
-def registered_datasets(entries: Mapping[str, Mapping[str, Any]], suffix: str = "") -> Iterator[Type[DatasetCatalog]]:
+def registered_datasets(entries: Mapping[str, Mapping[str, Any]], suffix: str = "") -> Iterator[type[DatasetCatalog]]:
     """The catalog with ``entries`` (a config's ``DATASETS.REGISTER``) added for the duration of the block.
 
     Inside the block a registered name wins over a catalogued one of the same name (logged when it differs);

@@ -1,7 +1,6 @@
 """Cross-key checks run once after all merges (file, task file, command line) and before freezing."""
 
 import logging
-from typing import List
 
 __all__ = ["validate_config", "UNSUPPORTED_FLAGS"]
 
@@ -32,7 +31,7 @@ def _get(cfg, full_key: str):
     return node
 
 
-def _check_swin(cfg, problems: List[str]) -> None:
+def _check_swin(cfg, problems: list[str]) -> None:
     sw = cfg.MODEL.SWINT
     n = len(sw.DEPTHS)
     if len(sw.NUM_HEADS) != n or len(sw.OUT_CHANNELS) != n:
@@ -71,7 +70,7 @@ def _check_swin(cfg, problems: List[str]) -> None:
         )
 
 
-def _check_language(cfg, problems: List[str]) -> None:
+def _check_language(cfg, problems: list[str]) -> None:
     lb = cfg.MODEL.LANGUAGE_BACKBONE
     if lb.MAX_QUERY_LEN <= 0:
         problems.append(f"MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN must be > 0, got {lb.MAX_QUERY_LEN}")
@@ -86,7 +85,7 @@ def _check_language(cfg, problems: List[str]) -> None:
                         f"= {lb.NUM_ATTENTION_HEADS}")
 
 
-def _check_head(cfg, problems: List[str]) -> None:
+def _check_head(cfg, problems: list[str]) -> None:
     rpn = cfg.MODEL.RPN
     if rpn.USE_FPN and len(rpn.ANCHOR_SIZES) != len(rpn.ANCHOR_STRIDE):
         problems.append(
@@ -106,7 +105,7 @@ def _check_head(cfg, problems: List[str]) -> None:
             problems.append(f"{key} = True: {what} is not implemented (set it to False)")
 
 
-def _check_data_and_solver(cfg, problems: List[str]) -> None:
+def _check_data_and_solver(cfg, problems: list[str]) -> None:
     control = cfg.DATASETS.CONTROL_PROB
     if len(control) not in (0, 4) or any(p < 0 for p in control):
         problems.append(f"DATASETS.CONTROL_PROB must be empty or 4 non-negative probabilities, got {control!r}")
@@ -153,7 +152,7 @@ def validate_config(cfg) -> None:
     Raises:
         ValueError: listing every problem found, one per line.
     """
-    problems: List[str] = []
+    problems: list[str] = []
     _check_swin(cfg, problems)
     _check_language(cfg, problems)
     _check_head(cfg, problems)

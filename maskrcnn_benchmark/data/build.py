@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 
@@ -76,7 +76,7 @@ def copies_for(cfg: Any, name: str, is_train: bool) -> int:
     return int(d.GENERAL_COPY if is_train else d.GENERAL_COPY_TEST)
 
 
-def _tokenizer(cfg: Any, cache: Dict[str, Any]) -> Any:
+def _tokenizer(cfg: Any, cache: dict[str, Any]) -> Any:
     if "tokenizer" not in cache:
         from ..modeling.language_backbone.tokenizer import build_tokenizer
 
@@ -84,16 +84,16 @@ def _tokenizer(cfg: Any, cache: Dict[str, Any]) -> Any:
     return cache["tokenizer"]
 
 
-def _caption_prompt(cfg: Any) -> Optional[list]:
+def _caption_prompt(cfg: Any) -> list | None:
     if cfg.DATASETS.USE_CAPTION_PROMPT and cfg.DATASETS.CAPTION_PROMPT:
         return list(cfg.DATASETS.CAPTION_PROMPT)
     return None
 
 
-def _factory_args(cfg: Any, factory: str, is_train: bool, tokenizer_cache: Dict[str, Any]) -> Dict[str, Any]:
+def _factory_args(cfg: Any, factory: str, is_train: bool, tokenizer_cache: dict[str, Any]) -> dict[str, Any]:
     """Constructor keywords the config decides (paths come from the catalog)."""
     d = cfg.DATASETS
-    args: Dict[str, Any] = {}
+    args: dict[str, Any] = {}
     if factory in _DETECTION_FACTORIES:
         args["remove_images_without_annotations"] = is_train
         if d.USE_OVERRIDE_CATEGORY and d.OVERRIDE_CATEGORY:
@@ -127,7 +127,7 @@ def _factory_args(cfg: Any, factory: str, is_train: bool, tokenizer_cache: Dict[
 
 
 def build_dataset(
-    cfg: Any, name: str, is_train: bool, transforms: Any = None, tokenizer_cache: Optional[Dict[str, Any]] = None
+    cfg: Any, name: str, is_train: bool, transforms: Any = None, tokenizer_cache: dict[str, Any] | None = None
 ) -> Any:
     """One data set by catalog name (the suffix is added here), repeated per ``*_COPY``.
 
@@ -171,14 +171,14 @@ def build_dataset(
     return dataset
 
 
-def build_datasets(cfg: Any, is_train: bool) -> List[Any]:
+def build_datasets(cfg: Any, is_train: bool) -> list[Any]:
     """The data sets of DATASETS.TRAIN (one concatenated set) or DATASETS.TEST (one per name)."""
     names = list(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST)
     if not names:
         key = "DATASETS.TRAIN" if is_train else "DATASETS.TEST"
         raise ValueError(f"{key} is empty: name at least one data set (paths catalog or DATASETS.REGISTER)")
     transforms = build_transforms(cfg, is_train)
-    cache: Dict[str, Any] = {}
+    cache: dict[str, Any] = {}
     datasets = [build_dataset(cfg, n, is_train, transforms, cache) for n in names]
     if is_train and len(datasets) > 1:
         return [D.ConcatDataset(datasets)]
@@ -206,7 +206,7 @@ def _write_derived(cfg: Any, max_iter: int, dataset_length: int) -> None:
                 cfg.SOLVER.MAX_EPOCH, dataset_length, max_iter)
 
 
-def _group_ids(dataset: Any) -> List[int]:
+def _group_ids(dataset: Any) -> list[int]:
     ids = []
     for i in range(len(dataset)):
         info = dataset.get_img_info(i)
@@ -226,8 +226,8 @@ def make_data_loader(
     is_train: bool = True,
     is_distributed: bool = False,
     start_iter: int = 0,
-    num_replicas: Optional[int] = None,
-    rank: Optional[int] = None,
+    num_replicas: int | None = None,
+    rank: int | None = None,
 ) -> Any:
     """Build the training loader (one DataLoader) or the test loaders (a list, one per DATASETS.TEST name).
 

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -35,7 +35,7 @@ _GROUNDING = {"ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDatase
 _MAX_LISTED = 10
 
 
-def _resolve(rel: str) -> Optional[str]:
+def _resolve(rel: str) -> str | None:
     from ..config.paths_catalog import try_to_find
 
     try:
@@ -44,16 +44,16 @@ def _resolve(rel: str) -> Optional[str]:
         return None
 
 
-def _image_root(factory: str, paths: Dict[str, Optional[str]], record: Dict[str, Any]) -> Optional[str]:
+def _image_root(factory: str, paths: dict[str, str | None], record: dict[str, Any]) -> str | None:
     if factory == "MixedDataset":
         return paths.get("coco_img_dir") if record.get("data_source") == "coco" else paths.get("vg_img_dir")
     return paths.get("img_dir") or paths.get("img_folder")
 
 
-def _check_images(factory: str, paths: Dict[str, Optional[str]], annotations: CocoStyleAnnotations,
-                  open_images: bool) -> Dict[str, Any]:
-    missing: List[str] = []
-    unreadable: List[str] = []
+def _check_images(factory: str, paths: dict[str, str | None], annotations: CocoStyleAnnotations,
+                  open_images: bool) -> dict[str, Any]:
+    missing: list[str] = []
+    unreadable: list[str] = []
     seen = set()
     for record in annotations.images.values():
         root = _image_root(factory, paths, record)
@@ -80,7 +80,7 @@ def _check_images(factory: str, paths: Dict[str, Optional[str]], annotations: Co
             "unreadable_images": len(unreadable), "unreadable_examples": unreadable[:_MAX_LISTED]}
 
 
-def _flickr_entities_problems(name: str) -> List[str]:
+def _flickr_entities_problems(name: str) -> list[str]:
     split = "test" if "test" in name else "val" if "val" in name else None
     if split is None:
         return []
@@ -100,7 +100,7 @@ def _flickr_entities_problems(name: str) -> List[str]:
     return problems
 
 
-def _check_tsv(yaml_file: str, open_images: bool, report: Dict[str, Any]) -> List[str]:
+def _check_tsv(yaml_file: str, open_images: bool, report: dict[str, Any]) -> list[str]:
     """Problems of an Objects365 TSV set: missing parts, bad label rows, out-of-range line list, bad images."""
     from .datasets.tsv import CocoDetectionTSV
 
@@ -108,7 +108,7 @@ def _check_tsv(yaml_file: str, open_images: bool, report: Dict[str, Any]) -> Lis
         ds = CocoDetectionTSV(yaml_file)
     except (FileNotFoundError, ValueError) as e:
         return [str(e)]
-    problems: List[str] = []
+    problems: list[str] = []
     rows = len(ds.label_tsv)
     if len(ds.img_tsv) != rows:
         problems.append(f"{ds.img_tsv.path} has {len(ds.img_tsv)} rows, {ds.label_tsv.path} has {rows}")
@@ -137,7 +137,7 @@ def _check_tsv(yaml_file: str, open_images: bool, report: Dict[str, Any]) -> Lis
     return problems
 
 
-def check_dataset(name: str, open_images: bool = False) -> Dict[str, Any]:
+def check_dataset(name: str, open_images: bool = False) -> dict[str, Any]:
     """Report on one catalog name.
 
     Returns:
@@ -145,7 +145,7 @@ def check_dataset(name: str, open_images: bool = False) -> Dict[str, Any]:
     """
     from ..config.paths_catalog import DatasetCatalog
 
-    report: Dict[str, Any] = {"name": name, "problems": []}
+    report: dict[str, Any] = {"name": name, "problems": []}
     try:
         try:
             spec = DatasetCatalog.get(name, resolve=True)  # picks the Objects365 JSON fallback when present
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..config.paths_catalog import DatasetCatalog, register_datasets_from_cfg
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -32,7 +33,7 @@ class BatchCollator:
     def __init__(self, size_divisible: int = 0):
         self.size_divisible = int(size_divisible)
 
-    def __call__(self, batch: Sequence[Tuple[torch.Tensor, Any, int]]) -> Tuple[Any, ...]:
+    def __call__(self, batch: Sequence[tuple[torch.Tensor, Any, int]]) -> tuple[Any, ...]:
         images, targets, img_ids = zip(*batch)
         image_list = to_image_list(list(images), self.size_divisible)
         positive_map = self._positive_map(targets)
@@ -40,7 +41,7 @@ class BatchCollator:
         return image_list, tuple(targets), tuple(img_ids), positive_map, positive_map_eval
 
     @staticmethod
-    def _positive_map(targets: Sequence[Any]) -> Optional[torch.Tensor]:
+    def _positive_map(targets: Sequence[Any]) -> torch.Tensor | None:
         maps = [t.get_field("positive_map") for t in targets if t is not None and t.has_field("positive_map")]
         if not maps:
             return None
@@ -53,7 +54,7 @@ class BatchCollator:
         return torch.cat(maps, dim=0).bool().float()
 
     @staticmethod
-    def _positive_map_eval(targets: Sequence[Any]) -> Optional[List[Optional[torch.Tensor]]]:
+    def _positive_map_eval(targets: Sequence[Any]) -> list[torch.Tensor | None] | None:
         out = [
             t.get_field("positive_map_eval") if t is not None and t.has_field("positive_map_eval") else None
             for t in targets

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 
@@ -86,7 +87,7 @@ class PromptEntry:
 
 def build_caption(
     entries: Sequence[PromptEntry], separation_tokens: str = ". ", caption_prefix: str = ""
-) -> Tuple[str, Dict[int, Tuple[int, int]]]:
+) -> tuple[str, dict[int, tuple[int, int]]]:
     """Join prompt entries into a caption.
 
     Args:
@@ -100,7 +101,7 @@ def build_caption(
     """
     parts = [caption_prefix]
     length = len(caption_prefix)
-    spans: Dict[int, Tuple[int, int]] = {}
+    spans: dict[int, tuple[int, int]] = {}
     for i, entry in enumerate(entries):
         if i > 0:
             parts.append(separation_tokens)
@@ -116,10 +117,10 @@ def build_caption(
 
 def caption_entries(
     categories: Mapping[int, str],
-    caption_prompt: Optional[Sequence[Mapping[str, str]]] = None,
+    caption_prompt: Sequence[Mapping[str, str]] | None = None,
     clean: bool = True,
     clean_prompt_names: bool = False,
-) -> List[PromptEntry]:
+) -> list[PromptEntry]:
     """Turn ``{label: name}`` (sorted by label) into prompt entries.
 
     Args:
@@ -157,7 +158,7 @@ def caption_entries(
     return entries
 
 
-def _char_to_token(encoding: Any, char_index: int) -> Optional[int]:
+def _char_to_token(encoding: Any, char_index: int) -> int | None:
     if char_index < 0:
         return None
     try:
@@ -166,7 +167,7 @@ def _char_to_token(encoding: Any, char_index: int) -> Optional[int]:
         return None
 
 
-def char_span_to_token_indices(encoding: Any, start: int, end: int) -> List[int]:
+def char_span_to_token_indices(encoding: Any, start: int, end: int) -> list[int]:
     """Map a half-open character span to the inclusive range of token indices covering it.
 
     Upstream's fall-back (upstream-facts.md 1.16): if ``start`` falls on no token (a space), try ``start+1``
@@ -251,7 +252,7 @@ def create_positive_map(
 
 def positive_map_dict(
     encoding: Any, label_spans: Mapping[int, Sequence[Sequence[int]]]
-) -> Dict[int, List[int]]:
+) -> dict[int, list[int]]:
     """Test-time positive map: label -> token indices (upstream ``create_positive_dict``).
 
     Args:
@@ -261,9 +262,9 @@ def positive_map_dict(
     Returns:
         label -> sorted token indices; labels whose spans map to no token are left out.
     """
-    result: Dict[int, List[int]] = {}
+    result: dict[int, list[int]] = {}
     for label, spans in label_spans.items():
-        indices: List[int] = []
+        indices: list[int] = []
         for start, end in spans:
             indices.extend(char_span_to_token_indices(encoding, int(start), int(end)))
         if indices:
@@ -288,13 +289,13 @@ class PromptPlan:
     """
 
     caption: str
-    labels: List[int]
-    names: Dict[int, str]
-    char_spans: Dict[int, List[Tuple[int, int]]]
-    token_map: Dict[int, List[int]]
+    labels: list[int]
+    names: dict[int, str]
+    char_spans: dict[int, list[tuple[int, int]]]
+    token_map: dict[int, list[int]]
     num_tokens: int
     chunk_index: int = 0
-    labels_without_tokens: List[int] = field(default_factory=list)
+    labels_without_tokens: list[int] = field(default_factory=list)
 
     def dense_positive_map(self, max_len: int = DEFAULT_MAX_QUERY_LEN) -> torch.Tensor:
         """Binary map ``Tensor[len(labels), max_len]``, rows in ``labels`` order."""
@@ -351,10 +352,10 @@ def _fit_by_budget(
     caption_prefix: str,
     extra_text: str,
     max_tokens: int,
-) -> List[List[PromptEntry]]:
+) -> list[list[PromptEntry]]:
     """Greedy split of ``entries`` into groups whose caption fits ``max_tokens`` tokens."""
-    groups: List[List[PromptEntry]] = []
-    current: List[PromptEntry] = []
+    groups: list[list[PromptEntry]] = []
+    current: list[PromptEntry] = []
     for entry in entries:
         candidate = current + [entry]
         plan = _make_plan(candidate, tokenizer, separation_tokens, caption_prefix, extra_text, 0)
@@ -380,12 +381,12 @@ def plan_detection_prompts(
     categories: Mapping[int, str],
     tokenizer: Any,
     separation_tokens: str = ". ",
-    caption_prompt: Optional[Sequence[Mapping[str, str]]] = None,
+    caption_prompt: Sequence[Mapping[str, str]] | None = None,
     chunk_size: int = -1,
     max_query_len: int = DEFAULT_MAX_QUERY_LEN,
     extra_text: str = "",
     caption_prefix: str = "",
-) -> List[PromptPlan]:
+) -> list[PromptPlan]:
     """Build the evaluation prompts for a detection data set (upstream ``create_queries_and_maps``).
 
     Labels are taken in increasing order; names are cleaned with :func:`clean_name` (CAPTION_PROMPT names
@@ -422,7 +423,7 @@ def plan_detection_prompts(
     groups = [entries] if chunk_size <= 0 else [
         list(entries[i : i + chunk_size]) for i in range(0, len(entries), chunk_size)
     ]
-    plans: List[PromptPlan] = []
+    plans: list[PromptPlan] = []
     for group in groups:
         plan = _make_plan(group, tokenizer, separation_tokens, caption_prefix, extra_text, len(plans))
         if plan.num_tokens <= max_query_len:
@@ -445,7 +446,7 @@ def plan_detection_prompts(
     return plans
 
 
-def prompt_plans_from_cfg(cfg: Any, categories: Mapping[int, str], tokenizer: Any) -> List[PromptPlan]:
+def prompt_plans_from_cfg(cfg: Any, categories: Mapping[int, str], tokenizer: Any) -> list[PromptPlan]:
     """:func:`plan_detection_prompts` with the options of a config.
 
     Reads ``DATASETS.SEPARATION_TOKENS``, ``DATASETS.USE_CAPTION_PROMPT`` / ``CAPTION_PROMPT``,

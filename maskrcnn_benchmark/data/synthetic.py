@@ -20,8 +20,9 @@ import base64
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -45,7 +46,7 @@ __all__ = [
     "make_all",
 ]
 
-Box = List[int]  # [x1, y1, x2, y2], inclusive pixel corners
+Box = list[int]  # [x1, y1, x2, y2], inclusive pixel corners
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,11 @@ class ShapeClass:
     """A drawable class: its name, fill colour (RGB) and shape."""
 
     name: str
-    color: Tuple[int, int, int]
+    color: tuple[int, int, int]
     shape: str  # "square" | "circle" | "triangle" | "diamond"
 
 
-SHAPE_CLASSES: Tuple[ShapeClass, ...] = (
+SHAPE_CLASSES: tuple[ShapeClass, ...] = (
     ShapeClass("red square", (220, 30, 30), "square"),
     ShapeClass("blue circle", (30, 60, 220), "circle"),
     ShapeClass("green triangle", (30, 160, 50), "triangle"),
@@ -65,7 +66,7 @@ SHAPE_CLASSES: Tuple[ShapeClass, ...] = (
 )
 
 # ODinW "Aquarium" has these 7 classes in this order (task-configs.md 1.4); drawn as distinct shapes.
-AQUARIUM_CLASSES: Tuple[ShapeClass, ...] = (
+AQUARIUM_CLASSES: tuple[ShapeClass, ...] = (
     ShapeClass("fish", (220, 30, 30), "square"),
     ShapeClass("jellyfish", (30, 60, 220), "circle"),
     ShapeClass("penguin", (30, 160, 50), "triangle"),
@@ -104,9 +105,9 @@ def draw_scene(
     rng: np.random.Generator,
     classes: Sequence[ShapeClass],
     num_objects: int,
-    size: Optional[Tuple[int, int]] = None,
-    class_indices: Optional[Sequence[int]] = None,
-) -> Tuple[Image.Image, List[Tuple[int, Box]]]:
+    size: tuple[int, int] | None = None,
+    class_indices: Sequence[int] | None = None,
+) -> tuple[Image.Image, list[tuple[int, Box]]]:
     """Draw non-overlapping shapes on a plain background.
 
     Args:
@@ -124,7 +125,7 @@ def draw_scene(
     width, height = size
     image = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(image)
-    objects: List[Tuple[int, Box]] = []
+    objects: list[tuple[int, Box]] = []
     for k in range(num_objects):
         cls_idx = int(class_indices[k]) if class_indices is not None else int(rng.integers(len(classes)))
         for _attempt in range(50):
@@ -149,7 +150,7 @@ def _save_image(image: Image.Image, path: str) -> None:
     image.save(path, quality=95)
 
 
-def _xywh(box: Box) -> List[int]:
+def _xywh(box: Box) -> list[int]:
     x1, y1, x2, y2 = box
     return [x1, y1, x2 - x1 + 1, y2 - y1 + 1]
 
@@ -163,11 +164,11 @@ def _coco_split(
     first_image_id: int,
     file_pattern: str = "{:012d}.jpg",
     file_prefix: str = "",
-    image_size: Optional[Tuple[int, int]] = None,
-) -> Tuple[Dict[str, Any], Dict[str, List[Tuple[str, Box]]]]:
+    image_size: tuple[int, int] | None = None,
+) -> tuple[dict[str, Any], dict[str, list[tuple[str, Box]]]]:
     """Draw ``num_images`` images into ``img_dir``; return the COCO dict parts and a manifest."""
     images, annotations = [], []
-    manifest: Dict[str, List[Tuple[str, Box]]] = {}
+    manifest: dict[str, list[tuple[str, Box]]] = {}
     ann_id = first_image_id * 100
     for i in range(num_images):
         image_id = first_image_id + i
@@ -185,8 +186,8 @@ def _coco_split(
     return {"images": images, "annotations": annotations}, manifest
 
 
-def write_coco(root: str, seed: int = 0, num_images: int = 12, *, image_size: Optional[Tuple[int, int]] = None
-               ) -> Dict[str, Any]:
+def write_coco(root: str, seed: int = 0, num_images: int = 12, *, image_size: tuple[int, int] | None = None
+               ) -> dict[str, Any]:
     """COCO 2017 layout: ``coco/{train2017,val2017}/`` + ``coco/annotations/instances_{train,val}2017.json``.
 
     Returns:
@@ -195,7 +196,7 @@ def write_coco(root: str, seed: int = 0, num_images: int = 12, *, image_size: Op
     """
     rng = np.random.default_rng([seed, 1])
     cats = [{"id": cid, "name": c.name, "supercategory": "shape"} for cid, c in zip(COCO_CATEGORY_IDS, SHAPE_CLASSES)]
-    out: Dict[str, Any] = {"ann_files": {}, "img_dirs": {}, "objects": {},
+    out: dict[str, Any] = {"ann_files": {}, "img_dirs": {}, "objects": {},
                            "categories": {c["id"]: c["name"] for c in cats}}
     for split, first_id in (("train2017", 1000), ("val2017", 5000)):
         img_dir = os.path.join(root, "coco", split)
@@ -210,7 +211,7 @@ def write_coco(root: str, seed: int = 0, num_images: int = 12, *, image_size: Op
     return out
 
 
-def _lvis_categories(num_categories: int) -> Tuple[List[Dict[str, Any]], List[int]]:
+def _lvis_categories(num_categories: int) -> tuple[list[dict[str, Any]], list[int]]:
     """LVIS-like categories 1..K: the shape classes spread over the id range, fillers elsewhere."""
     num_categories = max(num_categories, len(SHAPE_CLASSES))
     step = num_categories // len(SHAPE_CLASSES)
@@ -230,7 +231,7 @@ def _lvis_categories(num_categories: int) -> Tuple[List[Dict[str, Any]], List[in
 
 
 def write_lvis(root: str, seed: int = 0, num_images: int = 12, num_categories: int = 40, *,
-               image_size: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+               image_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """LVIS v1 layout under ``coco/``: images in ``coco/{train2017,val2017}``, annotation files
     ``coco/annotations/lvis_v1_minival_inserted_image_name.json``, ``lvis_od_val.json`` (evaluation, image path
     from ``coco_url``) and ``lvis_od_train.json`` (training, ``file_name`` with the split folder); plus a copy
@@ -241,7 +242,7 @@ def write_lvis(root: str, seed: int = 0, num_images: int = 12, num_categories: i
     """
     rng = np.random.default_rng([seed, 2])
     cats, shape_ids = _lvis_categories(num_categories)
-    out: Dict[str, Any] = {"ann_files": {}, "objects": {}, "img_dir": os.path.join(root, "coco"),
+    out: dict[str, Any] = {"ann_files": {}, "objects": {}, "img_dir": os.path.join(root, "coco"),
                            "categories": {c["id"]: c["name"] for c in cats}}
     for split, first_id, files in (
         ("val2017", 7000, ("lvis_v1_minival_inserted_image_name.json", "lvis_od_val.json")),
@@ -262,7 +263,8 @@ def write_lvis(root: str, seed: int = 0, num_images: int = 12, num_categories: i
             ann.pop("iscrowd")
         for name in files:
             path = os.path.join(root, "coco", "annotations", name)
-            atomic_write_json(path, {"info": {"description": "synthetic LVIS"}, "licenses": [], "categories": cats, **parts})
+            header = {"info": {"description": "synthetic LVIS"}, "licenses": [], "categories": cats}
+            atomic_write_json(path, {**header, **parts})
             out["ann_files"][name] = path
         out["objects"][split] = manifest
     # the built-in catalog entry "lvis_evaluation_val" reads lvis/coco2017 + lvis/<minival json>
@@ -288,8 +290,8 @@ def write_odinw(
     classes: Sequence[ShapeClass] = AQUARIUM_CLASSES,
     supercategory: str = "creatures",
     *,
-    image_size: Optional[Tuple[int, int]] = None,
-) -> Dict[str, Any]:
+    image_size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """ODinW / Roboflow COCO export: ``odinw/<name>/<version>/{train,valid,test}/`` with the images,
     ``_annotations.coco.json`` (category 0 = the Roboflow background/supercategory entry) and
     ``annotations_without_background.json`` (category 0 removed), as GLIP/FIBER expect.
@@ -299,7 +301,7 @@ def write_odinw(
     cats = [{"id": 0, "name": supercategory, "supercategory": "none"}] + [
         {"id": cid, "name": c.name, "supercategory": supercategory} for cid, c in zip(cat_ids, classes)
     ]
-    out: Dict[str, Any] = {"ann_files": {}, "img_dirs": {}, "objects": {},
+    out: dict[str, Any] = {"ann_files": {}, "img_dirs": {}, "objects": {},
                            "categories": {cid: c.name for cid, c in zip(cat_ids, classes)}}
     for k, split in enumerate(("train", "valid", "test")):
         img_dir = os.path.join(root, "odinw", name, version, split)
@@ -327,15 +329,15 @@ _TEMPLATES = (
 
 
 def _grounded_sentences(
-    objects: List[Tuple[int, Box]], classes: Sequence[ShapeClass]
-) -> List[Tuple[str, List[Tuple[int, int, int]], str]]:
+    objects: list[tuple[int, Box]], classes: Sequence[ShapeClass]
+) -> list[tuple[str, list[tuple[int, int, int]], str]]:
     """Two sentences mentioning every class present (one phrase per class, covering all its boxes).
 
     Returns:
         per sentence: (text, [(class index, start, end)] phrase spans in sentence order, the same sentence in
         the raw Flickr30k Entities markup; entity id = class index + 1, the scene phrase has id 99).
     """
-    present: List[int] = []
+    present: list[int] = []
     for c, _ in objects:
         if c not in present:
             present.append(c)
@@ -356,7 +358,7 @@ def _grounded_sentences(
     return sentences
 
 
-def _voc_xml(file_name: str, width: int, height: int, objects: List[Tuple[int, Box]]) -> str:
+def _voc_xml(file_name: str, width: int, height: int, objects: list[tuple[int, Box]]) -> str:
     parts = [f"<annotation><filename>{file_name}</filename>",
              f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
     for c, (x1, y1, x2, y2) in objects:
@@ -369,12 +371,12 @@ def _voc_xml(file_name: str, width: int, height: int, objects: List[Tuple[int, B
 
 
 def _mdetr_records(
-    objects: List[Tuple[int, Box]],
+    objects: list[tuple[int, Box]],
     classes: Sequence[ShapeClass],
-    sentence: Tuple[str, List[Tuple[int, int, int]], str],
-    image_record: Dict[str, Any],
+    sentence: tuple[str, list[tuple[int, int, int]], str],
+    image_record: dict[str, Any],
     record_id: int,
-) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     text, spans, _ = sentence
     span_of = {c: [s, e] for c, s, e in spans}
     image = dict(image_record, id=record_id, caption=text, tokens_positive_eval=[[[s, e]] for _, s, e in spans],
@@ -388,8 +390,8 @@ def _mdetr_records(
     return image, anns
 
 
-def write_flickr(root: str, seed: int = 0, num_images: int = 8, *, image_size: Optional[Tuple[int, int]] = None
-                 ) -> Dict[str, Any]:
+def write_flickr(root: str, seed: int = 0, num_images: int = 8, *, image_size: tuple[int, int] | None = None
+                 ) -> dict[str, Any]:
     """Flickr30k: images ``flickr30k/flickr30k_images/{train,val,test}/<id>.jpg``, MDETR annotations
     ``mdetr_annotations/final_flickr_separateGT_{train,val,test}.json`` (one record per image x sentence), and
     the raw Flickr30k Entities files ``flickr30k/flickr30k/{Annotations/<id>.xml, Sentences/<id>.txt,
@@ -397,11 +399,11 @@ def write_flickr(root: str, seed: int = 0, num_images: int = 8, *, image_size: O
     """
     rng = np.random.default_rng([seed, 4])
     raw = os.path.join(root, "flickr30k", "flickr30k")
-    out: Dict[str, Any] = {"ann_files": {}, "img_dirs": {}, "objects": {}, "entities_root": raw}
+    out: dict[str, Any] = {"ann_files": {}, "img_dirs": {}, "objects": {}, "entities_root": raw}
     for k, split in enumerate(("train", "val", "test")):
         img_dir = os.path.join(root, "flickr30k", "flickr30k_images", split)
         images, anns, ids = [], [], []
-        manifest: Dict[str, List[Tuple[str, Box]]] = {}
+        manifest: dict[str, list[tuple[str, Box]]] = {}
         for i in range(num_images):
             flickr_id = str(1_000_000 * (k + 1) + i)
             n = int(rng.integers(2, 4))
@@ -443,20 +445,20 @@ _REFEXP_FILES = {
 }
 
 
-def write_refexp(root: str, seed: int = 0, num_images: int = 8, *, image_size: Optional[Tuple[int, int]] = None
-                 ) -> Dict[str, Any]:
+def write_refexp(root: str, seed: int = 0, num_images: int = 8, *, image_size: tuple[int, int] | None = None
+                 ) -> dict[str, Any]:
     """RefCOCO/RefCOCO+/RefCOCOg: images ``refcoco/train2014/COCO_train2014_<id>.jpg`` and MDETR files
     ``mdetr_annotations/finetune_<dataset>_<split>.json`` (refcocog test: ``finetune_refcocog_test_corrected.json``).
     Each record is one referring expression ("the red square on the left") with its single box.
     """
     rng = np.random.default_rng([seed, 5])
     img_dir = os.path.join(root, "refcoco", "train2014")
-    out: Dict[str, Any] = {"ann_files": {}, "img_dir": img_dir, "objects": {}}
+    out: dict[str, Any] = {"ann_files": {}, "img_dir": img_dir, "objects": {}}
     coco_id = 300_000
     for dataset, splits in _REFEXP_FILES.items():
         for split in splits:
             images, anns = [], []
-            for i in range(num_images):
+            for _i in range(num_images):
                 coco_id += 1
                 n = int(rng.integers(1, 4))
                 class_indices = rng.choice(len(SHAPE_CLASSES), size=n, replace=False)
@@ -483,7 +485,7 @@ def write_refexp(root: str, seed: int = 0, num_images: int = 8, *, image_size: O
                                "categories": [{"supercategory": "object", "id": 1, "name": "object"}]})
             out["ann_files"][f"{dataset}_{split}"] = path
     # catalog name "refexp_all_val": the three val splits together
-    merged: Dict[str, list] = {"images": [], "annotations": []}
+    merged: dict[str, list] = {"images": [], "annotations": []}
     for dataset in _REFEXP_FILES:
         data = load_json(out["ann_files"][f"{dataset}_val"])
         offset = len(merged["images"])
@@ -496,14 +498,14 @@ def write_refexp(root: str, seed: int = 0, num_images: int = 8, *, image_size: O
     return out
 
 
-def write_mixed(root: str, seed: int = 0, num_images: int = 8, *, image_size: Optional[Tuple[int, int]] = None
-                ) -> Dict[str, Any]:
+def write_mixed(root: str, seed: int = 0, num_images: int = 8, *, image_size: tuple[int, int] | None = None
+                ) -> dict[str, Any]:
     """MDETR GoldG mixed data: ``mdetr_annotations/final_mixed_train_no_coco.json`` (and
     ``final_mixed_train.json``) with images from ``gqa/images/`` (data_source "vg") and
     ``refcoco/train2014/`` (data_source "coco")."""
     rng = np.random.default_rng([seed, 6])
     images, anns = [], []
-    out: Dict[str, Any] = {"ann_files": {}, "objects": {},
+    out: dict[str, Any] = {"ann_files": {}, "objects": {},
                            "img_dirs": {"vg": os.path.join(root, "gqa", "images"),
                                         "coco": os.path.join(root, "refcoco", "train2014")}}
     for i in range(num_images):
@@ -530,7 +532,7 @@ def write_mixed(root: str, seed: int = 0, num_images: int = 8, *, image_size: Op
 
 
 def write_objects365(root: str, seed: int = 0, num_images: int = 12, num_categories: int = 30, *,
-                     image_size: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+                     image_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Objects365 in COCO JSON form: images ``Objects365/train/``, annotations
     ``Objects365/annotations/objects365_train.json`` (the catalog's ``object365_grounding_train`` and the JSON
     fallback of ``object365_dt_train``); the shape classes plus filler categories (for negative sampling)."""
@@ -561,7 +563,7 @@ def _write_tsv(path: str, rows: Sequence[Sequence[str]]) -> None:
         f.write("".join(f"{o}\n" for o in offsets))
 
 
-def write_objects365_tsv(root: str, json_manifest: Dict[str, Any]) -> Dict[str, Any]:
+def write_objects365_tsv(root: str, json_manifest: dict[str, Any]) -> dict[str, Any]:
     """Objects365 in upstream's TSV form, from the COCO-JSON copy written by :func:`write_objects365`:
     ``Objects365/objects365_train_vgoiv6.cas2000.yaml`` naming ``images.tsv`` (key, base64 JPEG),
     ``train.label.tsv`` (key, JSON list of {"rect": [x1, y1, x2, y2], "class": name}), ``train.hw.tsv``,
@@ -572,7 +574,7 @@ def write_objects365_tsv(root: str, json_manifest: Dict[str, Any]) -> Dict[str, 
     folder = os.path.join(root, "Objects365")
     data = load_json(json_manifest["ann_files"]["train"])
     names = {c["id"]: c["name"] for c in data["categories"]}
-    anns: Dict[int, List[Dict[str, Any]]] = {}
+    anns: dict[int, list[dict[str, Any]]] = {}
     for ann in data["annotations"]:
         x, y, w, h = ann["bbox"]
         anns.setdefault(ann["image_id"], []).append({"rect": [x, y, x + w - 1, y + h - 1],
@@ -606,8 +608,8 @@ def make_all(
     num_images: int = 12,
     lvis_categories: int = 40,
     objects365_categories: int = 30,
-    image_size: Optional[Tuple[int, int]] = None,
-) -> Dict[str, Any]:
+    image_size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """Write every synthetic data set under ``root`` (see the module docstring).
 
     Args:

@@ -17,7 +17,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -101,7 +101,7 @@ def merge_config_file(cfg, path: str) -> None:
         cfg.merge_from_file(path)
 
 
-def _clean_opts(opts: Optional[Sequence[str]]) -> list:
+def _clean_opts(opts: Sequence[str] | None) -> list:
     # Copy-paste artefacts of multi-line shell commands ("\\" or "\\ " before a line break) are dropped; an
     # empty string stays (it is a value, e.g. MODEL.WEIGHT "").
     opts = [item for item in (opts or []) if item != "\\" and not (item and not item.strip())]
@@ -112,7 +112,7 @@ def _clean_opts(opts: Optional[Sequence[str]]) -> list:
     return opts
 
 
-def load_config(config_file: str, opts: Optional[Sequence[str]] = None, task_config: Optional[str] = None,
+def load_config(config_file: str, opts: Sequence[str] | None = None, task_config: str | None = None,
                 freeze: bool = False):
     """Defaults + ``config_file`` (+ ``task_config``) + ``opts`` (the command line wins, also over the task file).
 
@@ -145,7 +145,7 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None, task_con
     return cfg
 
 
-def expand_config_list(spec: Optional[str], flag: str) -> list:
+def expand_config_list(spec: str | None, flag: str) -> list:
     """Comma-separated YAML paths or globs -> existing files, in the given order (globs sorted), no duplicates.
 
     Raises:
@@ -182,7 +182,7 @@ def _environment_summary() -> str:
             f"{torch.cuda.device_count()} GPU(s), world size {get_world_size()}")
 
 
-def default_setup(cfg, args, tool: str, save_cfg: bool = True, seed: Optional[int] = None,
+def default_setup(cfg, args, tool: str, save_cfg: bool = True, seed: int | None = None,
                   all_ranks_log: bool = False) -> logging.Logger:
     """Create OUTPUT_DIR, configure logging, log the command/environment/config, save config.yaml, seed.
 

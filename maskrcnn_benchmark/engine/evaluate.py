@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from maskrcnn_benchmark.engine.inference import primary_metric
 from maskrcnn_benchmark.engine.runner import apply_postprocessing, build_model, evaluate_datasets, prepare_task_config
-from maskrcnn_benchmark.utils.distributed import is_main_process
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+from maskrcnn_benchmark.utils.distributed import is_main_process
 
 __all__ = ["load_weights", "evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task",
            "summarize_results"]
@@ -25,14 +26,14 @@ __all__ = ["load_weights", "evaluate_checkpoint", "weight_name", "is_odinw_task"
 logger = logging.getLogger(__name__)
 
 
-def weight_name(weight: Optional[str]) -> str:
+def weight_name(weight: str | None) -> str:
     """Folder name for a weight file: its base name without extension ("untrained" for none)."""
     if not weight:
         return "untrained"
     return os.path.splitext(os.path.basename(weight))[0]
 
 
-def load_weights(model, cfg, weight: Optional[str]) -> None:
+def load_weights(model, cfg, weight: str | None) -> None:
     """Load the evaluation weights ("model", or "model_ema" with TEST.USE_EMA_WEIGHTS) strictly.
 
     Raises:
@@ -84,9 +85,9 @@ def infer_eval_task(cfg) -> None:
     cfg.TEST.EVAL_TASK = task
 
 
-def summarize_results(results: Dict[str, Dict[str, Any]], odinw_tasks: Sequence[str]) -> Dict[str, Any]:
+def summarize_results(results: dict[str, dict[str, Any]], odinw_tasks: Sequence[str]) -> dict[str, Any]:
     """Per-task primary metrics (+ the ODinW mean AP over the ODinW tasks given, when there are >= 2)."""
-    summary: Dict[str, Any] = {"tasks": {}}
+    summary: dict[str, Any] = {"tasks": {}}
     for task, datasets in results.items():
         summary["tasks"][task] = {name: metrics for name, metrics in datasets.items()}
     odinw_values = []
@@ -103,7 +104,7 @@ def summarize_results(results: Dict[str, Dict[str, Any]], odinw_tasks: Sequence[
     return summary
 
 
-def _summary_table(summary: Dict[str, Any]) -> str:
+def _summary_table(summary: dict[str, Any]) -> str:
     lines = [f"{'task':<60} {'dataset':<32} primary metric", "-" * 110]
     for task, datasets in summary["tasks"].items():
         for name, metrics in datasets.items():
@@ -116,7 +117,7 @@ def _summary_table(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _task_cfg(base_cfg, task: Optional[str], config_file: Optional[str], opts):
+def _task_cfg(base_cfg, task: str | None, config_file: str | None, opts):
     """Model config + task file + opts again (the command line wins); ``task`` None -> the model config."""
     if task is None:
         cfg = base_cfg.clone()
@@ -129,8 +130,8 @@ def _task_cfg(base_cfg, task: Optional[str], config_file: Optional[str], opts):
     return load_config(config_file, opts, task_config=task)
 
 
-def evaluate_checkpoint(base_cfg, weight: Optional[str], task_configs: Sequence[str], distributed: bool,
-                        device: torch.device, config_file: Optional[str] = None, opts=None) -> Dict[str, Any]:
+def evaluate_checkpoint(base_cfg, weight: str | None, task_configs: Sequence[str], distributed: bool,
+                        device: torch.device, config_file: str | None = None, opts=None) -> dict[str, Any]:
     """Build the model from ``base_cfg``, load ``weight``, evaluate every task config (or base DATASETS.TEST).
 
     Args:
@@ -148,7 +149,7 @@ def evaluate_checkpoint(base_cfg, weight: Optional[str], task_configs: Sequence[
     load_weights(model, base_cfg, weight)
     model.eval()
     output_root = os.path.join(base_cfg.OUTPUT_DIR, "eval", weight_name(weight))
-    results: Dict[str, Dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}
     evaluated: set = set()
     for task in list(task_configs) or [None]:
         name = task or (config_file or "model config")

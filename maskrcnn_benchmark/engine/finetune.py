@@ -22,8 +22,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -52,7 +53,7 @@ class FinetuneOptions:
     use_tensorboard: bool = False
 
 
-def expand_task_globs(spec: str) -> List[str]:
+def expand_task_globs(spec: str) -> list[str]:
     """Comma-separated paths/globs -> existing files (see :func:`engine.defaults.expand_config_list`)."""
     from maskrcnn_benchmark.engine.defaults import expand_config_list
 
@@ -62,7 +63,7 @@ def expand_task_globs(spec: str) -> List[str]:
     return tasks
 
 
-def parse_shot_epoch_copy(value: Optional[str]):
+def parse_shot_epoch_copy(value: str | None):
     """"S_E_C" -> (shots, epochs, copies) ints; None -> None."""
     if not value:
         return None
@@ -73,7 +74,7 @@ def parse_shot_epoch_copy(value: Optional[str]):
     return tuple(int(p) for p in parts)
 
 
-def task_config(config_file: str, opts, task: str, shot_epoch_copy, seed: Optional[int], output_dir: str):
+def task_config(config_file: str, opts, task: str, shot_epoch_copy, seed: int | None, output_dir: str):
     """The config of one fine-tuning run (see the module docstring for the merge order)."""
     from maskrcnn_benchmark.engine.defaults import load_config
 
@@ -95,7 +96,7 @@ def task_config(config_file: str, opts, task: str, shot_epoch_copy, seed: Option
     return cfg
 
 
-def _best_weights(output_dir: str) -> Optional[str]:
+def _best_weights(output_dir: str) -> str | None:
     for name in ("model_best.pth", "model_final.pth"):
         path = os.path.join(output_dir, name)
         if os.path.isfile(path):
@@ -103,7 +104,7 @@ def _best_weights(output_dir: str) -> Optional[str]:
     return None
 
 
-def _evaluate_split(cfg, model, split: str, distributed: bool, device, folder: str) -> Optional[Dict[str, Any]]:
+def _evaluate_split(cfg, model, split: str, distributed: bool, device, folder: str) -> dict[str, Any] | None:
     if split not in cfg.DATASETS.REGISTER:
         logger.warning("no %r split registered in the task config: skipping its evaluation", split)
         return None
@@ -114,10 +115,10 @@ def _evaluate_split(cfg, model, split: str, distributed: bool, device, folder: s
     return evaluate_datasets(split_cfg, model, distributed, device, folder)
 
 
-def _evaluate_best(cfg, model, options: FinetuneOptions, distributed: bool, device) -> Dict[str, Any]:
+def _evaluate_best(cfg, model, options: FinetuneOptions, distributed: bool, device) -> dict[str, Any]:
     from maskrcnn_benchmark.engine.evaluate import load_weights
 
-    results: Dict[str, Any] = {}
+    results: dict[str, Any] = {}
     best = _best_weights(cfg.OUTPUT_DIR)
     if best is not None:
         load_weights(model, cfg, best)
@@ -130,9 +131,9 @@ def _evaluate_best(cfg, model, options: FinetuneOptions, distributed: bool, devi
     return results
 
 
-def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> Dict[str, Any]:
-    from maskrcnn_benchmark.engine.runner import build_model
+def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> dict[str, Any]:
     from maskrcnn_benchmark.engine.evaluate import load_weights
+    from maskrcnn_benchmark.engine.runner import build_model
 
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     if is_main_process():
@@ -145,7 +146,7 @@ def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> Dict[s
             shutil.copyfile(weight, os.path.join(cfg.OUTPUT_DIR, "model_best.pth"))
         synchronize()
         load_weights(model, cfg, _best_weights(cfg.OUTPUT_DIR) or weight or None)
-        summary: Dict[str, Any] = {"trained": False}
+        summary: dict[str, Any] = {"trained": False}
     else:
         cfg.freeze()
         model, train_summary = train(cfg, distributed, device, use_tensorboard=options.use_tensorboard,
@@ -153,7 +154,7 @@ def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> Dict[s
         summary = {"trained": True, "iterations": train_summary["iteration"],
                    "best_val_metric": train_summary["best_metric"],
                    "train_image_ids": train_summary.get("train_image_ids")}
-    results: Dict[str, Any] = {"summary": summary}
+    results: dict[str, Any] = {"summary": summary}
     if not options.skip_test:
         results["final"] = evaluate_datasets(cfg, model, distributed, device, os.path.join(cfg.OUTPUT_DIR, "eval"))
     if options.evaluate_only_best_on_test or options.push_both_val_and_test:
@@ -161,7 +162,7 @@ def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> Dict[s
     return results
 
 
-def _headline(results: Dict[str, Any]) -> Optional[float]:
+def _headline(results: dict[str, Any]) -> float | None:
     """The number a run is summarised by: best model on test if measured, else the final evaluation."""
     for key in ("best_test", "final", "best_val"):
         if key in results:
@@ -172,8 +173,8 @@ def _headline(results: Dict[str, Any]) -> Optional[float]:
     return None
 
 
-def _results_table(table: Dict[str, Dict[str, Optional[float]]], task_means: Dict[str, Optional[float]],
-                   overall: Optional[float]) -> str:
+def _results_table(table: dict[str, dict[str, float | None]], task_means: dict[str, float | None],
+                   overall: float | None) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     lines = [f"{'task':<70} {'run':<14} metric", "-" * 95]
     for task, runs in table.items():
@@ -184,11 +185,11 @@ def _results_table(table: Dict[str, Dict[str, Optional[float]]], task_means: Dic
     return "\n".join(lines)
 
 
-def run_finetune(config_file: str, opts: Sequence[str], tasks: List[str], shot_epoch_copy, seeds: List[Optional[int]],
-                 output_root: str, options: FinetuneOptions, distributed: bool, device: torch.device) -> Dict[str, Any]:
+def run_finetune(config_file: str, opts: Sequence[str], tasks: list[str], shot_epoch_copy, seeds: list[int | None],
+                 output_root: str, options: FinetuneOptions, distributed: bool, device: torch.device) -> dict[str, Any]:
     """Fine-tune and evaluate every (task, seed); returns and writes the results (see module docstring)."""
-    all_results: Dict[str, Dict[str, Any]] = {}
-    table: Dict[str, Dict[str, Optional[float]]] = {}
+    all_results: dict[str, dict[str, Any]] = {}
+    table: dict[str, dict[str, float | None]] = {}
     for index, task in enumerate(tasks):
         for seed in seeds:
             folder = os.path.join(output_root, f"ft_task_{index + 1}" + (f"_seed_{seed}" if seed is not None else ""))

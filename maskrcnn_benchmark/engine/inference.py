@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 import torch
 
-from maskrcnn_benchmark.utils.distributed import broadcast_object, get_world_size, is_main_process, synchronize
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+from maskrcnn_benchmark.utils.distributed import broadcast_object, get_world_size, is_main_process, synchronize
 
 __all__ = ["inference", "primary_metric", "format_metrics_table", "GroundingQuery", "grounding_queries", "PrefixReuse"]
 
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 PRIMARY_METRIC_KEYS = ("AP", "Recall@1", "R@1", "accuracy", "Precision@1", "P@1")
 
 
-def primary_metric(metrics: Optional[Mapping[str, Any]]) -> Optional[float]:
+def primary_metric(metrics: Mapping[str, Any] | None) -> float | None:
     """The number that validation tracks (higher is better): COCO/LVIS AP, Flickr R@1, RefExp accuracy.
 
     Looks at the top level first, then one level down (e.g. ``{"bbox": {"AP": ..}}`` or per-split dicts, whose
@@ -82,10 +83,10 @@ class GroundingQuery:
     """The prompt of one grounding image: its caption and label -> token indices (label = phrase row + 1)."""
 
     caption: str
-    token_map: Dict[int, List[int]]
+    token_map: dict[int, list[int]]
 
 
-def _rows_to_token_map(rows: torch.Tensor) -> Dict[int, List[int]]:
+def _rows_to_token_map(rows: torch.Tensor) -> dict[int, list[int]]:
     rows = torch.as_tensor(rows)
     if rows.dim() != 2:
         raise ValueError(f"a grounding positive map must be [phrases, tokens], got shape {tuple(rows.shape)}")
@@ -93,7 +94,7 @@ def _rows_to_token_map(rows: torch.Tensor) -> Dict[int, List[int]]:
     return {row + 1: torch.nonzero(rows[row] > 0).flatten().tolist() for row in range(rows.shape[0])}
 
 
-def grounding_queries(targets: Sequence[Any], positive_map_eval: Optional[Sequence[Any]]) -> List[GroundingQuery]:
+def grounding_queries(targets: Sequence[Any], positive_map_eval: Sequence[Any] | None) -> list[GroundingQuery]:
     """Caption + phrase map of every image of a grounding batch.
 
     The map comes from the collated ``positive_map_eval`` (one ``[P, L]`` tensor per image, Flickr: one row per
@@ -124,15 +125,15 @@ def grounding_queries(targets: Sequence[Any], positive_map_eval: Optional[Sequen
 # ---------------------------------------------------------------------------------------------------------
 # forward passes
 # ---------------------------------------------------------------------------------------------------------
-def _concat_per_image(per_image: List[List[Any]]) -> List[Any]:
+def _concat_per_image(per_image: list[list[Any]]) -> list[Any]:
     from maskrcnn_benchmark.structures.boxlist_ops import cat_boxlist
 
     return [parts[0] if len(parts) == 1 else cat_boxlist(parts) for parts in per_image]
 
 
-def _forward_detection(model, images, plans) -> List[Any]:
+def _forward_detection(model, images, plans) -> list[Any]:
     """Run every prompt chunk on the batch and concatenate each image's detections (no re-NMS, as upstream)."""
-    per_image: List[List[Any]] = [[] for _ in range(len(images.image_sizes))]
+    per_image: list[list[Any]] = [[] for _ in range(len(images.image_sizes))]
     for plan in plans:
         captions = [plan.caption] * len(images.image_sizes)
         outputs = model(images, captions=captions, positive_map=plan.token_map)
@@ -153,7 +154,7 @@ class PrefixReuse:
 
     def __init__(self, model):
         self.core = model.module if hasattr(model, "module") else model
-        self.text_prefixes: Dict[int, Any] = {}
+        self.text_prefixes: dict[int, Any] = {}
 
     @staticmethod
     def supported(model) -> bool:
@@ -168,10 +169,10 @@ class PrefixReuse:
             self.text_prefixes[index] = self.core.fusion_backbone.forward_text_prefix(tokens)
         return self.text_prefixes[index]
 
-    def __call__(self, images, plans) -> List[Any]:
+    def __call__(self, images, plans) -> list[Any]:
         core = self.core
         image_prefix = core.fusion_backbone.forward_image_prefix(images)
-        per_image: List[List[Any]] = [[] for _ in range(len(images.image_sizes))]
+        per_image: list[list[Any]] = [[] for _ in range(len(images.image_sizes))]
         for index, plan in enumerate(plans):
             text = self._text_prefix(index, plan.caption, images.tensors.device)
             features, language_dict = core.fusion_backbone.forward_from_prefix(image_prefix, text)
@@ -182,10 +183,10 @@ class PrefixReuse:
         return _concat_per_image(per_image)
 
 
-def _forward_grounding(model, images, queries: Sequence[GroundingQuery]) -> List[Any]:
+def _forward_grounding(model, images, queries: Sequence[GroundingQuery]) -> list[Any]:
     """Each image with its own caption and map; images sharing (caption, map) run together."""
-    outputs: List[Any] = [None] * len(queries)
-    groups: Dict[Any, List[int]] = {}
+    outputs: list[Any] = [None] * len(queries)
+    groups: dict[Any, list[int]] = {}
     for index, query in enumerate(queries):
         key = (query.caption, tuple((label, tuple(tokens)) for label, tokens in sorted(query.token_map.items())))
         groups.setdefault(key, []).append(index)
@@ -206,7 +207,7 @@ def _forward_grounding(model, images, queries: Sequence[GroundingQuery]) -> List
 # ---------------------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------------------
-def _build_evaluator(cfg, dataset, dataset_name: str, output_folder: Optional[str]):
+def _build_evaluator(cfg, dataset, dataset_name: str, output_folder: str | None):
     from maskrcnn_benchmark.data import evaluation
 
     return evaluation.build_evaluator(cfg, dataset, output_folder, dataset_name=dataset_name)
@@ -279,10 +280,10 @@ def inference(
     data_loader,
     dataset_name: str,
     device="cuda",
-    output_folder: Optional[str] = None,
+    output_folder: str | None = None,
     cfg=None,
     evaluator=None,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Evaluate ``model`` on one test data loader.
 
     Args:
@@ -328,6 +329,6 @@ def inference(
     return metrics
 
 
-def _scalars(metrics: Mapping[str, Any]) -> Dict[str, Any]:
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Drop long per-category tables from the printed summary (they stay in metrics.json)."""
     return {key: value for key, value in metrics.items() if key not in ("per_category", "per_phrase_type_details")}

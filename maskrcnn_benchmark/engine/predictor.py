@@ -45,9 +45,10 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ __all__ = ["Detections", "Prompt", "Predictor", "split_caption_into_phrases", "l
 
 logger = logging.getLogger(__name__)
 
-ImageInput = Union[str, os.PathLike, np.ndarray, Any]  # Any: a PIL.Image.Image
+ImageInput = str | os.PathLike | np.ndarray | Any  # Any: a PIL.Image.Image
 _PHRASE_SEPARATORS = re.compile(r"[.,;]")
 _PAD_MODES = ("exact", "batch", "canvas")
 
@@ -87,8 +88,8 @@ class Detections:
     boxes: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
-    names: List[str]
-    image_size: Tuple[int, int]
+    names: list[str]
+    image_size: tuple[int, int]
     source: str = ""
 
     def __len__(self) -> int:
@@ -101,8 +102,8 @@ class Detections:
         boxlist.add_field("labels", self.labels.clone())
         return boxlist
 
-    def to_coco_json(self, image_id: Any = None, category_ids: Optional[Mapping[int, int]] = None
-                     ) -> List[Dict[str, Any]]:
+    def to_coco_json(self, image_id: Any = None, category_ids: Mapping[int, int] | None = None
+                     ) -> list[dict[str, Any]]:
         """COCO result records ``{"image_id", "category_id", "bbox": [x, y, w, h], "score", "name"}``.
 
         Args:
@@ -118,7 +119,7 @@ class Detections:
                             "name": name})
         return records
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"source", "width", "height", "detections": [{"box", "score", "label", "name"}]}``."""
         width, height = self.image_size
         return {
@@ -141,8 +142,8 @@ class Prompt:
     """
 
     caption: str
-    token_map: Dict[int, List[int]]
-    names: Dict[int, str] = field(default_factory=dict)
+    token_map: dict[int, list[int]]
+    names: dict[int, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def load_image(image: ImageInput, rgb: bool = False):
                     f"PIL image")
 
 
-def split_caption_into_phrases(caption: str) -> List[Tuple[int, int]]:
+def split_caption_into_phrases(caption: str) -> list[tuple[int, int]]:
     """The default phrase rule: the pieces of ``caption`` between ``.``, ``,`` and ``;``, stripped.
 
     Returns:
@@ -212,7 +213,7 @@ def split_caption_into_phrases(caption: str) -> List[Tuple[int, int]]:
     return spans
 
 
-def _normalise_spans(caption: str, spans: Sequence[Any]) -> List[List[Tuple[int, int]]]:
+def _normalise_spans(caption: str, spans: Sequence[Any]) -> list[list[tuple[int, int]]]:
     out = []
     for i, item in enumerate(spans):
         pairs = [item] if len(item) == 2 and all(isinstance(v, (int, np.integer)) for v in item) else list(item)
@@ -229,7 +230,7 @@ def _normalise_spans(caption: str, spans: Sequence[Any]) -> List[List[Tuple[int,
     return out
 
 
-def _locate_phrases(caption: str, phrases: Sequence[str]) -> List[List[Tuple[int, int]]]:
+def _locate_phrases(caption: str, phrases: Sequence[str]) -> list[list[tuple[int, int]]]:
     spans, cursor = [], 0
     for phrase in phrases:
         if not phrase or not phrase.strip():
@@ -269,10 +270,10 @@ class Predictor:
             the backbone once per batch (same results, up to ~1.8x fewer FLOPs for LVIS-size lists).
     """
 
-    def __init__(self, cfg, weight: Optional[str] = None, model: Optional[torch.nn.Module] = None,
-                 device: Optional[Union[str, torch.device]] = None, use_ema: Optional[bool] = None,
-                 amp: Optional[bool] = None, batch_size: int = 4, pad_mode: str = "exact",
-                 canvas_size: Optional[Tuple[int, int]] = None, opts: Optional[Sequence[str]] = None,
+    def __init__(self, cfg, weight: str | None = None, model: torch.nn.Module | None = None,
+                 device: str | torch.device | None = None, use_ema: bool | None = None,
+                 amp: bool | None = None, batch_size: int = 4, pad_mode: str = "exact",
+                 canvas_size: tuple[int, int] | None = None, opts: Sequence[str] | None = None,
                  reuse_prefix: bool = True):
         self.cfg = self._as_cfg(cfg, opts)
         if pad_mode not in _PAD_MODES:
@@ -303,7 +304,7 @@ class Predictor:
     # -- set-up --------------------------------------------------------------------------------------
 
     @staticmethod
-    def _as_cfg(cfg, opts: Optional[Sequence[str]]):
+    def _as_cfg(cfg, opts: Sequence[str] | None):
         if isinstance(cfg, (str, os.PathLike)):
             from maskrcnn_benchmark.engine.defaults import load_config
 
@@ -320,7 +321,7 @@ class Predictor:
             return torch.device("cpu")
         return torch.device(wanted)
 
-    def _default_canvas(self) -> Tuple[int, int]:
+    def _default_canvas(self) -> tuple[int, int]:
         side = int(self.cfg.INPUT.MAX_SIZE_TEST)
         if self.size_divisible > 0:
             side = int(math.ceil(side / self.size_divisible) * self.size_divisible)
@@ -328,7 +329,6 @@ class Predictor:
 
     def _load_weight(self, weight: str, use_ema: bool) -> None:
         from maskrcnn_benchmark.utils.checkpoint import CheckpointMismatchError, load_checkpoint
-
         from maskrcnn_benchmark.utils.key_map import DERIVED_BUFFER_PATTERN
         from maskrcnn_benchmark.utils.model_serialization import group_keys
 
@@ -351,7 +351,7 @@ class Predictor:
 
     # -- prompts -------------------------------------------------------------------------------------
 
-    def detection_prompts(self, classes: Union[Sequence[str], Mapping[int, str]]) -> List[Prompt]:
+    def detection_prompts(self, classes: Sequence[str] | Mapping[int, str]) -> list[Prompt]:
         """Prompts (chunked when needed) for a class list; labels 1..K in list order (or the mapping's)."""
         from maskrcnn_benchmark.data.prompts import plan_detection_prompts
 
@@ -370,8 +370,8 @@ class Predictor:
         return [Prompt(plan.caption, plan.token_map, {label: categories[label] for label in plan.labels})
                 for plan in plans]
 
-    def grounding_prompt(self, caption: str, spans: Optional[Sequence[Any]] = None,
-                         phrases: Optional[Sequence[str]] = None) -> Prompt:
+    def grounding_prompt(self, caption: str, spans: Sequence[Any] | None = None,
+                         phrases: Sequence[str] | None = None) -> Prompt:
         """The prompt of a caption; phrases from ``spans``, ``phrases`` or the default split rule."""
         from maskrcnn_benchmark.data.prompts import positive_map_dict
 
@@ -399,7 +399,7 @@ class Predictor:
                 logger.warning("phrase %d (%r) maps to no token; it cannot be detected", label, names[label])
         return Prompt(caption, token_map, names)
 
-    def _prompts(self, prompts, spans, phrases) -> List[Prompt]:
+    def _prompts(self, prompts, spans, phrases) -> list[Prompt]:
         if isinstance(prompts, Prompt):
             return [prompts]
         if isinstance(prompts, str):
@@ -422,7 +422,7 @@ class Predictor:
             sources.append(source)
         return tensors, sizes, sources
 
-    def _padded_size(self, tensor: torch.Tensor) -> Tuple[int, int]:
+    def _padded_size(self, tensor: torch.Tensor) -> tuple[int, int]:
         if self.pad_mode == "canvas":
             return self.canvas_size
         height, width = int(tensor.shape[1]), int(tensor.shape[2])
@@ -431,12 +431,12 @@ class Predictor:
             width = int(math.ceil(width / self.size_divisible) * self.size_divisible)
         return height, width
 
-    def _batches(self, tensors: Sequence[torch.Tensor]) -> List[List[int]]:
+    def _batches(self, tensors: Sequence[torch.Tensor]) -> list[list[int]]:
         """Indices of the images of each forward pass, following ``pad_mode``."""
         if self.pad_mode != "exact":
             order = list(range(len(tensors)))
             return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        groups: Dict[Tuple[int, int], List[int]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
         for index, tensor in enumerate(tensors):
             groups.setdefault(self._padded_size(tensor), []).append(index)
         return [members[i:i + self.batch_size] for members in groups.values()
@@ -471,7 +471,7 @@ class Predictor:
         finally:
             post.num_slots = previous
 
-    def _forward(self, batch: ImageList, prompt: Prompt) -> List[BoxList]:
+    def _forward(self, batch: ImageList, prompt: Prompt) -> list[BoxList]:
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
         with torch.no_grad(), autocast, self._label_slots(prompt.token_map):
             outputs = self.model(batch.to(self.device), captions=[prompt.caption] * len(batch.image_sizes),
@@ -484,8 +484,8 @@ class Predictor:
         return self.reuse_prefix and hasattr(core, "tokenize") and hasattr(core, "rpn") and all(
             hasattr(backbone, name) for name in ("forward_image_prefix", "forward_text_prefix", "forward_from_prefix"))
 
-    def _forward_prompts(self, batch: ImageList, prompts: Sequence[Prompt], text_cache: Dict[int, Any]
-                         ) -> List[List[BoxList]]:
+    def _forward_prompts(self, batch: ImageList, prompts: Sequence[Prompt], text_cache: dict[int, Any]
+                         ) -> list[list[BoxList]]:
         """Detections of every prompt for one batch (outer list: prompts).
 
         With several prompts (a chunked class list) the caption-independent image prefix of the fusion backbone
@@ -511,10 +511,10 @@ class Predictor:
                 results.append([output.to("cpu") for output in detections])
         return results
 
-    def predict(self, images: Union[ImageInput, Sequence[ImageInput]],
-                prompts: Union[str, Sequence[str], Mapping[int, str], Prompt], threshold: Optional[float] = None,
-                rgb: bool = False, spans: Optional[Sequence[Any]] = None,
-                phrases: Optional[Sequence[str]] = None) -> Union[Detections, List[Detections]]:
+    def predict(self, images: ImageInput | Sequence[ImageInput],
+                prompts: str | Sequence[str] | Mapping[int, str] | Prompt, threshold: float | None = None,
+                rgb: bool = False, spans: Sequence[Any] | None = None,
+                phrases: Sequence[str] | None = None) -> Detections | list[Detections]:
         """Detects the prompt's classes / phrases in each image.
 
         Args:
@@ -535,8 +535,8 @@ class Predictor:
             raise ValueError("no image given")
         prompt_list = self._prompts(prompts, spans, phrases)
         tensors, sizes, sources = self._prepare(image_list, rgb)
-        results: List[Optional[Detections]] = [None] * len(tensors)
-        text_cache: Dict[int, Any] = {}
+        results: list[Detections | None] = [None] * len(tensors)
+        text_cache: dict[int, Any] = {}
         for indices in self._batches(tensors):
             batch = self._batch([tensors[i] for i in indices])
             per_prompt = self._forward_prompts(batch, prompt_list, text_cache)
@@ -546,8 +546,8 @@ class Predictor:
         return results[0] if single else results
 
     @staticmethod
-    def _to_detections(parts: Sequence[BoxList], prompts: Sequence[Prompt], size: Tuple[int, int], source: str,
-                       threshold: Optional[float]) -> Detections:
+    def _to_detections(parts: Sequence[BoxList], prompts: Sequence[Prompt], size: tuple[int, int], source: str,
+                       threshold: float | None) -> Detections:
         boxes, scores, labels, names = [], [], [], []
         for boxlist, prompt in zip(parts, prompts):
             boxlist = boxlist.resize(size).convert("xyxy")
@@ -579,12 +579,12 @@ _PALETTE = (
 )
 
 
-def color_for_label(label: int) -> Tuple[int, int, int]:
+def color_for_label(label: int) -> tuple[int, int, int]:
     """The RGB colour of a class / phrase label (the same in every image)."""
     return _PALETTE[(int(label) - 1) % len(_PALETTE)]
 
 
-def _overlap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> bool:
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
 
 
@@ -614,7 +614,7 @@ def draw_detections(image, detections: Detections, line_width: int = 2, rgb: boo
     order = torch.argsort(detections.scores, stable=True).tolist()  # ascending: best drawn last
     for index in order:
         draw.rectangle(boxes[index], outline=color_for_label(int(detections.labels[index])), width=line_width)
-    placed: List[Tuple[int, int, int, int]] = []
+    placed: list[tuple[int, int, int, int]] = []
     for index in reversed(order):
         x1, y1, _, y2 = boxes[index]
         color = color_for_label(int(detections.labels[index]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # SOLVER.TUNING_HIGHLEVEL_OVERRIDE presets (upstream tools/finetune.py): which parts are frozen.
 # Keys: BACKBONE.FREEZE (image body), FPN.FREEZE, RPN.FREEZE (head), LINEAR_PROB (only the head's last
 # layers train), ADD_LINEAR_LAYER (a tunable offset on the prompt embeddings), LANGUAGE_BACKBONE.FREEZE.
-TUNING_MODES: Dict[str, Dict[str, bool]] = {
+TUNING_MODES: dict[str, dict[str, bool]] = {
     "full": dict(backbone=False, fpn=False, rpn=False, linear_prob=False, linear_layer=False, language=False),
     "linear_prob": dict(backbone=True, fpn=True, rpn=False, linear_prob=True, linear_layer=False, language=True),
     "language_prompt_v1": dict(backbone=True, fpn=True, rpn=True, linear_prob=False, linear_layer=False,
@@ -109,7 +109,7 @@ def _wrap_ddp(model, cfg, device):
         find_unused_parameters=bool(cfg.SOLVER.FIND_UNUSED_PARAMETERS), broadcast_buffers=False)
 
 
-def make_test_loaders(cfg, distributed: bool) -> List[Tuple[str, Any]]:
+def make_test_loaders(cfg, distributed: bool) -> list[tuple[str, Any]]:
     """(name, loader) for every ``DATASETS.TEST`` entry."""
     from maskrcnn_benchmark.data.build import make_data_loader
 
@@ -125,7 +125,7 @@ def _make_validator(cfg, distributed: bool, device):
         return None
     name, loader = make_test_loaders(cfg, distributed)[0]
 
-    def validator(model, iteration: int) -> Optional[float]:
+    def validator(model, iteration: int) -> float | None:
         # Nothing is written per validation (a COCO-size set would leave ~50 MB of predictions each time); the
         # primary metric goes to metrics.jsonl and the log.
         metrics = inference(model, loader, name, device=device, output_folder=None, cfg=cfg)
@@ -143,7 +143,7 @@ def _train_loader(cfg, distributed: bool, start_iter: int):
     return make_data_loader(cfg, is_train=True, is_distributed=distributed, start_iter=start_iter)
 
 
-def train_image_ids(loader) -> Optional[List[int]]:
+def train_image_ids(loader) -> list[int] | None:
     """Sorted json image ids of the training set (through copy/concat/seeding wrappers), or None if unknown.
 
     Logged and returned by :func:`train` so a few-shot run shows which images it trained on.
@@ -176,7 +176,7 @@ def _nan_dumper(cfg, model):
 
 
 def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = False,
-          skip_optimizer_resume: bool = False, debug_nan_checkpoint: bool = False, weight: Optional[str] = None):
+          skip_optimizer_resume: bool = False, debug_nan_checkpoint: bool = False, weight: str | None = None):
     """Train with ``cfg`` (frozen except for the derived SOLVER.MAX_ITER); returns (model, summary).
 
     The returned model is the one to evaluate: the EMA copy when ``TEST.USE_EMA_WEIGHTS`` (and EMA is on).
@@ -203,7 +203,7 @@ def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = 
                                          save_to_disk=is_main_process(), ema=ema)
     weight_path = "" if checkpointer.has_checkpoint() else resolve_weight_path(weight or cfg.MODEL.WEIGHT)
     extras = checkpointer.load(weight_path, skip_optimizer=skip_optimizer_resume)
-    arguments: Dict[str, Any] = {"iteration": 0}
+    arguments: dict[str, Any] = {"iteration": 0}
     if checkpointer.has_checkpoint():
         arguments.update(extras)
     start_iter = int(arguments.get("iteration", 0))
@@ -225,13 +225,13 @@ def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = 
     return evaluation_model(model, ema, bool(cfg.TEST.USE_EMA_WEIGHTS)), summary
 
 
-def evaluate_datasets(cfg, model, distributed: bool, device: torch.device, output_root: str) -> Dict[str, Any]:
+def evaluate_datasets(cfg, model, distributed: bool, device: torch.device, output_root: str) -> dict[str, Any]:
     """Run :func:`inference` on every DATASETS.TEST entry; outputs under ``output_root/<dataset>/``.
 
     Returns:
         dataset name -> metrics dict.
     """
-    results: Dict[str, Any] = {}
+    results: dict[str, Any] = {}
     for name, loader in make_test_loaders(cfg, distributed):
         folder = os.path.join(output_root, name) if output_root else None
         results[name] = inference(model, loader, name, device=device, output_folder=folder, cfg=cfg)
@@ -259,8 +259,8 @@ _IGNORED_PREFIXES = ("MODEL.RETINANET.", "MODEL.FCOS.", "MODEL.ROI_HEADS.", "MOD
 _IGNORED_KEYS = ("MODEL.WEIGHT", "MODEL.DEVICE")
 
 
-def _flatten(node, prefix: str) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def _flatten(node, prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in node.items():
         name = f"{prefix}.{key}"
         if hasattr(value, "items"):
@@ -270,7 +270,7 @@ def _flatten(node, prefix: str) -> Dict[str, Any]:
     return out
 
 
-def classify_task_model_keys(base_cfg, task_cfg) -> Dict[str, List[str]]:
+def classify_task_model_keys(base_cfg, task_cfg) -> dict[str, list[str]]:
     """Sort the MODEL.* keys whose value differs between the model config and a task config.
 
     Returns:
@@ -278,7 +278,7 @@ def classify_task_model_keys(base_cfg, task_cfg) -> Dict[str, List[str]]:
         "rejected": keys that would change the network (an error)}.
     """
     base, task = _flatten(base_cfg.MODEL, "MODEL"), _flatten(task_cfg.MODEL, "MODEL")
-    result: Dict[str, List[str]] = {"applied": [], "ignored": [], "rejected": []}
+    result: dict[str, list[str]] = {"applied": [], "ignored": [], "rejected": []}
     for key in sorted(set(base) | set(task)):
         if base.get(key) == task.get(key):
             continue

@@ -31,9 +31,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,7 +55,7 @@ __all__ = ["do_train", "resolve_checkpoint_period", "AmpSettings", "amp_settings
 logger = logging.getLogger(__name__)
 
 # validator(model, iteration) -> primary metric (higher is better) or None when nothing was measured.
-Validator = Callable[[nn.Module, int], Optional[float]]
+Validator = Callable[[nn.Module, int], float | None]
 
 
 def resolve_checkpoint_period(cfg, max_iter: int) -> int:
@@ -110,7 +111,7 @@ def amp_settings(cfg, device: torch.device) -> AmpSettings:
 class TrainLogWriter:
     """Rank-0 writer of ``metrics.jsonl`` (one JSON object per line) and optional TensorBoard scalars."""
 
-    def __init__(self, output_dir: Optional[str], use_tensorboard: bool):
+    def __init__(self, output_dir: str | None, use_tensorboard: bool):
         self.enabled = bool(output_dir) and is_main_process()
         self.path = os.path.join(output_dir, "metrics.jsonl") if self.enabled else None
         self.tb = None
@@ -121,7 +122,7 @@ class TrainLogWriter:
 
                 self.tb = SummaryWriter(log_dir=os.path.join(output_dir, "tensorboard"))
 
-    def write(self, iteration: int, values: Dict[str, float], prefix: str = "train") -> None:
+    def write(self, iteration: int, values: dict[str, float], prefix: str = "train") -> None:
         if not self.enabled:
             return
         row = {"iteration": iteration, **{f"{prefix}/{k}": v for k, v in values.items()}}
@@ -142,7 +143,7 @@ class _LoopState:
     """Everything of the loop that a checkpoint carries besides model/optimizer/scheduler."""
 
     iteration: int = 0
-    best_metric: Optional[float] = None
+    best_metric: float | None = None
     patience: int = 0
     terminated: bool = False
 
@@ -167,7 +168,7 @@ def _should_skip(targets, max_neg_fraction: float) -> bool:
     return total == negatives or negatives > total * max_neg_fraction
 
 
-def _forward_losses(model, images, targets, positive_map, device, amp: AmpSettings) -> Dict[str, torch.Tensor]:
+def _forward_losses(model, images, targets, positive_map, device, amp: AmpSettings) -> dict[str, torch.Tensor]:
     images = images.to(device)
     targets = [target.to(device) for target in targets]
     captions = [target.get_field("caption") for target in targets if target.has_field("caption")]
@@ -183,7 +184,7 @@ def _forward_losses(model, images, targets, positive_map, device, amp: AmpSettin
     return {name: value.float() for name, value in loss_dict.items()}
 
 
-def _check_finite(losses: torch.Tensor, loss_dict: Dict[str, torch.Tensor], iteration: int, on_nan=None) -> None:
+def _check_finite(losses: torch.Tensor, loss_dict: dict[str, torch.Tensor], iteration: int, on_nan=None) -> None:
     if torch.isfinite(losses).all():
         return
     terms = ", ".join(f"{name}={value.item():.6g}" for name, value in loss_dict.items())
@@ -193,7 +194,7 @@ def _check_finite(losses: torch.Tensor, loss_dict: Dict[str, torch.Tensor], iter
     raise FloatingPointError(f"non-finite loss at iteration {iteration}: {terms}")
 
 
-def _clip_gradients(cfg, model: nn.Module) -> Optional[float]:
+def _clip_gradients(cfg, model: nn.Module) -> float | None:
     """Full-model gradient-norm clipping (SOLVER.CLIP_GRADIENTS or SOLVER.GRAD_CLIP); returns the norm or None."""
     from maskrcnn_benchmark.solver import clip_gradients, gradient_clip_settings
 
@@ -265,10 +266,10 @@ class _Trainer:
         set_rng_state(rng_state)
 
     # ---- checkpoints ----------------------------------------------------------------------------------
-    def _extras(self) -> Dict[str, Any]:
+    def _extras(self) -> dict[str, Any]:
         from maskrcnn_benchmark.utils.distributed import all_gather
 
-        extras: Dict[str, Any] = {
+        extras: dict[str, Any] = {
             "iteration": self.state.iteration,
             "best_metric": self.state.best_metric,
             "patience": self.state.patience,
@@ -288,7 +289,7 @@ class _Trainer:
         synchronize()
 
     # ---- one iteration --------------------------------------------------------------------------------
-    def _train_step(self, batch) -> Optional[Dict[str, float]]:
+    def _train_step(self, batch) -> dict[str, float] | None:
         images, targets, positive_map = _batch_parts(batch)
         skip = _should_skip(targets, float(self.cfg.SOLVER.MAX_NEG_PER_BATCH))
         if all_reduce_max(1.0 if skip else 0.0) > 0:
@@ -351,7 +352,7 @@ class _Trainer:
             self.state.terminated = True
 
     # ---- logging --------------------------------------------------------------------------------------
-    def _log(self, logged: Dict[str, float], start_time: float, start_iter: int, bar) -> None:
+    def _log(self, logged: dict[str, float], start_time: float, start_iter: int, bar) -> None:
         lr = _current_lr(self.optimizer)
         self.meters.update(**logged)
         iteration = self.state.iteration
@@ -368,7 +369,7 @@ class _Trainer:
             self.writer.write(iteration, {**self.meters.medians(logged.keys()), "lr": lr})
 
     # ---- the loop ---------------------------------------------------------------------------------------
-    def run(self) -> Dict[str, Any]:
+    def run(self) -> dict[str, Any]:
         start_iter = self.state.iteration
         if self.state.terminated or start_iter >= self.max_iter:
             logger.info("training already finished at iteration %d (terminated=%s)", start_iter, self.state.terminated)
@@ -430,7 +431,7 @@ class _Trainer:
         return tqdm(total=self.max_iter, initial=start_iter, desc="train", dynamic_ncols=True, mininterval=1.0,
                     leave=True)
 
-    def _summary(self) -> Dict[str, Any]:
+    def _summary(self) -> dict[str, Any]:
         return {
             "iteration": self.state.iteration,
             "best_metric": self.state.best_metric,
@@ -448,13 +449,13 @@ def do_train(
     checkpointer,
     device,
     checkpoint_period: int,
-    arguments: Dict[str, Any],
-    validator: Optional[Validator] = None,
+    arguments: dict[str, Any],
+    validator: Validator | None = None,
     model_ema=None,
     log_period: int = 20,
     use_tensorboard: bool = False,
-    on_nan: Optional[Callable[[int], None]] = None,
-) -> Dict[str, Any]:
+    on_nan: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Train ``model`` until ``SOLVER.MAX_ITER`` (or auto-termination); see the module docstring.
 
     Args:

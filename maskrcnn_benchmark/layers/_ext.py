@@ -11,7 +11,7 @@ Ops choose a path with :func:`select_impl`; ``impl="compiled"`` asks for the ker
 import importlib
 import logging
 import threading
-from typing import Any, Dict, Set
+from typing import Any
 
 import torch
 
@@ -37,8 +37,8 @@ BUILD_HINT = (
 )
 
 _lock = threading.Lock()
-_state: Dict[str, Any] = {"loaded": False, "module": None, "error": None}
-_warned_ops: Set[str] = set()
+_state: dict[str, Any] = {"loaded": False, "module": None, "error": None}
+_warned_ops: set[str] = set()
 
 
 def _load_extension():
@@ -67,7 +67,7 @@ def reset_extension_cache() -> None:
         _warned_ops.clear()
 
 
-def _build_info() -> Dict[str, Any]:
+def _build_info() -> dict[str, Any]:
     ext = get_extension()
     if ext is None:
         return {}
@@ -95,7 +95,7 @@ def _unavailable_reason(device_type: str) -> str:
     return f"maskrcnn_benchmark._C has no kernels for device type {device_type!r}"
 
 
-def extension_status() -> Dict[str, Any]:
+def extension_status() -> dict[str, Any]:
     """What the compiled extension provides, for environment reports.
 
     Returns:

@@ -27,7 +27,6 @@ and the result cast back.
 import contextlib
 import logging
 import math
-from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -44,10 +43,10 @@ try:
 except ImportError:  # torchvision is optional for this op
     _tv_deform_conv2d = None
 
-IntPair = Union[int, Tuple[int, int]]
+IntPair = int | tuple[int, int]
 
 
-def _pair(value: IntPair, name: str) -> Tuple[int, int]:
+def _pair(value: IntPair, name: str) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
@@ -182,7 +181,7 @@ def modulated_deform_conv(
     offset: torch.Tensor,
     mask: torch.Tensor,
     weight: torch.Tensor,
-    bias: Optional[torch.Tensor] = None,
+    bias: torch.Tensor | None = None,
     stride: IntPair = 1,
     padding: IntPair = 0,
     dilation: IntPair = 1,

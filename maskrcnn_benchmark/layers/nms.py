@@ -11,7 +11,6 @@ float16/bfloat16 boxes are compared in float32.
 """
 
 import logging
-from typing import Optional
 
 import torch
 
@@ -27,7 +26,7 @@ except ImportError:  # torchvision is optional for this op
     _tv_ops = None
 
 
-def _check_inputs(op: str, boxes: torch.Tensor, scores: torch.Tensor, labels: Optional[torch.Tensor]) -> None:
+def _check_inputs(op: str, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor | None) -> None:
     if not isinstance(boxes, torch.Tensor) or not isinstance(scores, torch.Tensor):
         raise TypeError(f"{op}: boxes and scores must be tensors, got {type(boxes)} and {type(scores)}")
     if boxes.dim() != 2 or boxes.shape[1] != 4:
@@ -56,7 +55,7 @@ def _stable_order(scores: torch.Tensor) -> torch.Tensor:
     return torch.sort(scores, descending=True, stable=True).indices
 
 
-def _greedy_loop(boxes: torch.Tensor, order: torch.Tensor, labels: Optional[torch.Tensor],
+def _greedy_loop(boxes: torch.Tensor, order: torch.Tensor, labels: torch.Tensor | None,
                  iou_threshold: float) -> torch.Tensor:
     """Pure-torch greedy NMS over boxes already in processing order; returns kept positions in that order."""
     n = boxes.shape[0]

@@ -18,7 +18,6 @@ float32 (upstream runs the losses under ``custom_fwd(cast_inputs=float32)``); re
 """
 
 import logging
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -147,7 +146,7 @@ def _broadcast_mask(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def token_sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float,
-                             mask: Optional[torch.Tensor] = None, impl: str = "auto") -> torch.Tensor:
+                             mask: torch.Tensor | None = None, impl: str = "auto") -> torch.Tensor:
     """Binary sigmoid focal loss per element (the VL head's token loss, upstream's "binary" version).
 
     Args:
@@ -188,7 +187,7 @@ class TokenSigmoidFocalLoss(nn.Module):
         self.impl = impl
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
-                text_masks: Optional[torch.Tensor] = None) -> torch.Tensor:
+                text_masks: torch.Tensor | None = None) -> torch.Tensor:
         return token_sigmoid_focal_loss(logits, targets, self.alpha, self.gamma, mask=text_masks,
                                         impl=self.impl).sum()
 

@@ -27,7 +27,6 @@ import importlib
 import json
 import logging
 import sys
-from typing import Dict, List, Optional
 
 from maskrcnn_benchmark.utils.registry import Registry
 
@@ -58,7 +57,7 @@ RPN_HEADS = RPN_ARCHITECTURES
 #: Whole detectors. Builder: ``build(cfg) -> nn.Module`` (e.g. the ``GeneralizedVLRCNN`` class itself).
 META_ARCHITECTURES = Registry("META_ARCHITECTURES", cfg_key="MODEL.META_ARCHITECTURE")
 
-ALL_REGISTRIES: Dict[str, Registry] = {
+ALL_REGISTRIES: dict[str, Registry] = {
     "META_ARCHITECTURES": META_ARCHITECTURES,
     "BACKBONES": BACKBONES,
     "LANGUAGE_BACKBONES": LANGUAGE_BACKBONES,
@@ -74,7 +73,7 @@ _REGISTERING_PACKAGES = (
 )
 
 
-def import_all_builders() -> Dict[str, str]:
+def import_all_builders() -> dict[str, str]:
     """Import every registering package so all builders are registered.
 
     Returns:
@@ -90,7 +89,7 @@ def import_all_builders() -> Dict[str, str]:
     return failures
 
 
-def list_registries() -> Dict[str, Dict[str, object]]:
+def list_registries() -> dict[str, dict[str, object]]:
     """Describe every registry: ``{family: {"cfg_key": str, "names": [str, ...]}}`` (names sorted)."""
     return {
         family: {"cfg_key": registry.cfg_key, "names": list(registry)}
@@ -98,7 +97,7 @@ def list_registries() -> Dict[str, Dict[str, object]]:
     }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Print every registry family with its config key and registered names."""
     parser = argparse.ArgumentParser(description="List the model registries and their registered names.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -17,7 +17,7 @@ Upstream makes one group per parameter; here parameters with the same (lr, weigh
 from __future__ import annotations
 
 import logging
-from typing import Dict, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 def param_lr_and_weight_decay(name: str, base_lr: float, lang_lr: float, backbone_body_lr_factor: float = 1.0,
                               bias_lr_factor: float = 2.0, weight_decay: float = 5e-4,
                               weight_decay_bias: float = 0.0, weight_decay_norm_factor: float = 1.0
-                              ) -> Tuple[float, float]:
+                              ) -> tuple[float, float]:
     """Upstream's (lr, weight decay) for one parameter name (rules in the module docstring)."""
     lr, wd = base_lr, weight_decay
     if "language_backbone" in name:
@@ -61,7 +61,7 @@ def param_lr_and_weight_decay(name: str, base_lr: float, lang_lr: float, backbon
     return lr, wd
 
 
-def build_param_groups(named_parameters: Iterable[Tuple[str, nn.Parameter]], **rates) -> List[Dict]:
+def build_param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], **rates) -> list[dict]:
     """Groups trainable parameters by their (lr, weight decay).
 
     Args:
@@ -71,7 +71,7 @@ def build_param_groups(named_parameters: Iterable[Tuple[str, nn.Parameter]], **r
     Returns:
         Optimizer param-group dicts ``{"params", "names", "lr", "weight_decay"}`` in first-seen order.
     """
-    groups: Dict[Tuple[float, float], Dict] = {}
+    groups: dict[tuple[float, float], dict] = {}
     for name, param in named_parameters:
         if not param.requires_grad:
             continue
@@ -110,7 +110,7 @@ def make_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     raise ValueError(f"SOLVER.OPTIMIZER {solver.OPTIMIZER!r} is not supported: use 'SGD' or 'ADAMW'")
 
 
-def resolve_milestones(steps: Iterable[float], max_iter: int) -> List[int]:
+def resolve_milestones(steps: Iterable[float], max_iter: int) -> list[int]:
     """``SOLVER.STEPS`` -> iteration milestones: values < 1 are fractions of ``max_iter`` (rounded)."""
     milestones = [int(round(step * max_iter)) if step < 1 else int(step) for step in steps]
     if milestones != sorted(milestones):
@@ -143,13 +143,13 @@ def make_lr_scheduler(cfg, optimizer: torch.optim.Optimizer):
                              **warmup)
 
 
-def make_model_ema(cfg, model: nn.Module) -> Optional[ModelEMA]:
+def make_model_ema(cfg, model: nn.Module) -> ModelEMA | None:
     """A :class:`ModelEMA` when ``SOLVER.MODEL_EMA > 0``, else None."""
     decay = float(cfg.SOLVER.MODEL_EMA)
     return ModelEMA(model, decay) if decay > 0 else None
 
 
-def gradient_clip_settings(cfg) -> Optional[Tuple[float, float]]:
+def gradient_clip_settings(cfg) -> tuple[float, float] | None:
     """(max_norm, norm_type) for full-model clipping, or None when off.
 
     ``SOLVER.CLIP_GRADIENTS`` (``ENABLED``, ``CLIP_TYPE`` "full_model", ``CLIP_VALUE``, ``NORM_TYPE``) wins;

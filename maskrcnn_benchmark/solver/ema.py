@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ class ModelEMA:
         updates (int): number of :meth:`update` calls (informational).
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999, device: Optional[torch.device] = None):
+    def __init__(self, model: nn.Module, decay: float = 0.999, device: torch.device | None = None):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"SOLVER.MODEL_EMA must be in [0, 1), got {decay}")
         self.module = copy.deepcopy(_unwrap(model)).eval()
@@ -68,7 +68,7 @@ class ModelEMA:
         """Resets the average to ``model``'s weights."""
         self.module.load_state_dict(_unwrap(model).state_dict())
 
-    def state_dict(self) -> "dict[str, torch.Tensor]":
+    def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights (same keys as the model's state dict; upstream's ``model_ema`` entry)."""
         return self.module.state_dict()
 
@@ -80,7 +80,7 @@ class ModelEMA:
         self.module.load_state_dict(state_dict)
 
 
-def evaluation_model(model: nn.Module, ema: Optional[ModelEMA], use_ema_weights: bool) -> nn.Module:
+def evaluation_model(model: nn.Module, ema: ModelEMA | None, use_ema_weights: bool) -> nn.Module:
     """The model to evaluate: the EMA copy when ``use_ema_weights`` (``TEST.USE_EMA_WEIGHTS``) and EMA is on.
 
     Raises:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
@@ -68,7 +68,7 @@ class WarmupMultiStepLR(LRScheduler):
 
     def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gamma: float = 0.1,
                  warmup_factor: float = 1.0 / 3, warmup_iters: int = 500, warmup_method: str = "linear",
-                 weight_decay_schedule_ratio: Optional[float] = None, last_epoch: int = -1):
+                 weight_decay_schedule_ratio: float | None = None, last_epoch: int = -1):
         milestones = [int(m) for m in milestones]
         if milestones != sorted(milestones):
             raise ValueError(f"milestones (SOLVER.STEPS) must be increasing, got {milestones}")
@@ -95,7 +95,7 @@ class WarmupMultiStepLR(LRScheduler):
         passed = sum(1 for m in self.milestones if iteration >= m * self.weight_decay_schedule_ratio)
         return self.gamma ** passed
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> list[float]:
         factor = self._lr_factor(self.last_epoch)
         if self.weight_decay_schedule_ratio is not None:
             wd_factor = self.weight_decay_factor(self.last_epoch)
@@ -136,7 +136,7 @@ class WarmupCosineAnnealingLR(LRScheduler):
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> list[float]:
         it = self.last_epoch
         if it < self.warmup_iters:
             factor = warmup_factor_at(it, self.warmup_method, self.warmup_iters, self.warmup_factor)
@@ -182,7 +182,7 @@ class WarmupReduceLROnPlateau(ReduceLROnPlateau):
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base_lr * factor
 
-    def step(self, metrics: Optional[float] = None) -> None:  # type: ignore[override]
+    def step(self, metrics: float | None = None) -> None:  # type: ignore[override]
         """Per iteration (``metrics`` None): advance warm-up. With a metric: plateau logic."""
         if metrics is None:
             self.iteration += 1
@@ -196,5 +196,5 @@ class WarmupReduceLROnPlateau(ReduceLROnPlateau):
         """Feeds one validation result (higher is better)."""
         self.step(metrics=float(metric))
 
-    def get_last_lr(self) -> List[float]:
+    def get_last_lr(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]

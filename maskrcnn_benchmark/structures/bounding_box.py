@@ -8,7 +8,8 @@ coordinates without it, as upstream).
 """
 
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ IMAGE_LEVEL_FIELDS = frozenset(
     }
 )
 
-IndexLike = Union[int, slice, torch.Tensor, Sequence[int]]
+IndexLike = int | slice | torch.Tensor | Sequence[int]
 
 
 def _as_box_tensor(bbox: Any) -> torch.Tensor:
@@ -134,15 +135,15 @@ class BoxList:
         if len(image_size) != 2:
             raise ValueError(f"BoxList: image_size should be (width, height), got {image_size!r}")
         self.bbox = _as_box_tensor(bbox)
-        self.size: Tuple[int, int] = (image_size[0], image_size[1])
+        self.size: tuple[int, int] = (image_size[0], image_size[1])
         self.mode = mode
-        self.extra_fields: Dict[str, Any] = {}
+        self.extra_fields: dict[str, Any] = {}
         # field name -> True (per-box) / False (per-image), decided in add_field; fields assigned directly into
         # extra_fields are classified on use with the same rule.
-        self._field_kinds: Dict[str, bool] = {}
+        self._field_kinds: dict[str, bool] = {}
 
     # ------------------------------------------------------------------------------------------------ fields
-    def _is_per_box(self, field: str, field_data: Any, per_box: Optional[bool]) -> bool:
+    def _is_per_box(self, field: str, field_data: Any, per_box: bool | None) -> bool:
         if per_box is not None:
             return per_box
         if field in IMAGE_LEVEL_FIELDS:
@@ -153,7 +154,7 @@ class BoxList:
             return len(field_data) == len(self)
         return False
 
-    def add_field(self, field: str, field_data: Any, per_box: Optional[bool] = None) -> None:
+    def add_field(self, field: str, field_data: Any, per_box: bool | None = None) -> None:
         """Set a field (replacing any previous value).
 
         Args:
@@ -187,7 +188,7 @@ class BoxList:
     def has_field(self, field: str) -> bool:
         return field in self.extra_fields
 
-    def fields(self) -> List[str]:
+    def fields(self) -> list[str]:
         return list(self.extra_fields.keys())
 
     def is_per_box_field(self, field: str) -> bool:
@@ -223,7 +224,7 @@ class BoxList:
         converted._copy_extra_fields(self)
         return converted
 
-    def _split_into_xyxy(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _split_into_xyxy(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.mode == "xyxy":
             xmin, ymin, xmax, ymax = self.bbox.split(1, dim=-1)
             return xmin, ymin, xmax, ymax
@@ -346,7 +347,7 @@ class BoxList:
         return box[:, 2] * box[:, 3]
 
     # ------------------------------------------------------------------------------------------------ misc
-    def to(self, device: Union[str, torch.device], **kwargs) -> "BoxList":
+    def to(self, device: str | torch.device, **kwargs) -> "BoxList":
         """Move the boxes and every field that has a ``.to`` method (tensors) to ``device``."""
         moved = BoxList(self.bbox.to(device, **kwargs), self.size, self.mode)
         for k, v in self.extra_fields.items():
@@ -380,7 +381,7 @@ class BoxList:
     def __len__(self) -> int:
         return self.bbox.shape[0]
 
-    def copy_with_fields(self, fields: Union[str, Iterable[str]], skip_missing: bool = False) -> "BoxList":
+    def copy_with_fields(self, fields: str | Iterable[str], skip_missing: bool = False) -> "BoxList":
         """A new BoxList with the same boxes and only the named fields.
 
         Raises:

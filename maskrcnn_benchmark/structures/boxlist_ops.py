@@ -2,7 +2,7 @@
 and the generalized IoU used by the RefExp evaluator and the GIoU loss."""
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

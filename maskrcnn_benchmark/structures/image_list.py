@@ -2,7 +2,7 @@
 
 import logging
 import math
-from typing import List, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch
 
@@ -19,7 +19,7 @@ class ImageList:
         image_sizes (list[tuple[int, int]]): the size ``(height, width)`` of each image before padding.
     """
 
-    def __init__(self, tensors: torch.Tensor, image_sizes: Sequence[Tuple[int, int]]) -> None:
+    def __init__(self, tensors: torch.Tensor, image_sizes: Sequence[tuple[int, int]]) -> None:
         if not isinstance(tensors, torch.Tensor) or tensors.dim() != 4:
             shape = tuple(tensors.shape) if isinstance(tensors, torch.Tensor) else type(tensors)
             raise ValueError(f"ImageList: tensors should be a 4-d tensor [B, C, H, W], got {shape}")
@@ -28,7 +28,7 @@ class ImageList:
                 f"ImageList: {len(image_sizes)} image sizes for a batch of {tensors.shape[0]} images"
             )
         self.tensors = tensors
-        self.image_sizes: List[Tuple[int, int]] = [(int(h), int(w)) for h, w in image_sizes]
+        self.image_sizes: list[tuple[int, int]] = [(int(h), int(w)) for h, w in image_sizes]
 
     def to(self, *args, **kwargs) -> "ImageList":
         """Move/cast the batch tensor (same arguments as ``Tensor.to``)."""
@@ -46,7 +46,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def to_image_list(
-    tensors: Union[ImageList, torch.Tensor, Sequence[torch.Tensor]], size_divisible: int = 0
+    tensors: ImageList | torch.Tensor | Sequence[torch.Tensor], size_divisible: int = 0
 ) -> ImageList:
     """Batch images into an :class:`ImageList`, zero-padding at the bottom/right.
 

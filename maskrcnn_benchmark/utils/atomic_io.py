@@ -13,7 +13,8 @@ import contextlib
 import json
 import os
 import tempfile
-from typing import IO, Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import IO, Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def _fsync_dir(directory: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str, mode: str = "w", encoding: Optional[str] = None) -> Iterator[IO]:
+def atomic_write(path: str, mode: str = "w", encoding: str | None = None) -> Iterator[IO]:
     """Yields a handle on a temporary file that replaces ``path`` when the ``with`` block succeeds.
 
     Args:

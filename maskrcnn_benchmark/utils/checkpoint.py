@@ -26,7 +26,8 @@ import logging
 import os
 import pickle
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ def _convert_command(path: str) -> str:
     return f"python -m maskrcnn_benchmark.utils.checkpoint convert {path} {os.path.splitext(path)[0]}_safe.pth"
 
 
-def load_checkpoint_file(path: str, map_location: str = "cpu") -> Dict[str, Any]:
+def load_checkpoint_file(path: str, map_location: str = "cpu") -> dict[str, Any]:
     """Reads a checkpoint file without executing pickled code.
 
     Args:
@@ -124,7 +125,7 @@ def load_checkpoint_file(path: str, map_location: str = "cpu") -> Dict[str, Any]
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any], use_ema: bool = False, source: str = "checkpoint"
-                       ) -> "OrderedDict[str, torch.Tensor]":
+                       ) -> OrderedDict[str, torch.Tensor]:
     """Finds the model weights inside a loaded checkpoint dict.
 
     Handles ``{"model": ...}`` (ours, upstream's, Swin ImageNet's), ``{"state_dict": ...}``
@@ -154,7 +155,7 @@ def extract_state_dict(checkpoint: Mapping[str, Any], use_ema: bool = False, sou
     return strip_prefix_if_present(sd, "module.")
 
 
-def load_checkpoint(model: torch.nn.Module, path: str, use_ema: bool = False, kind: Optional[str] = None,
+def load_checkpoint(model: torch.nn.Module, path: str, use_ema: bool = False, kind: str | None = None,
                     strict: bool = False) -> LoadReport:
     """Loads the weights of ``path`` into ``model`` and returns (and logs) the key report.
 
@@ -195,8 +196,8 @@ class DetectronCheckpointer:
         logger: accepted for upstream's signature and ignored (this module logs through ``logging``).
     """
 
-    def __init__(self, cfg=None, model: Optional[torch.nn.Module] = None, optimizer=None, scheduler=None,
-                 save_dir: str = "", save_to_disk: Optional[bool] = True, logger=None, ema=None, scaler=None):
+    def __init__(self, cfg=None, model: torch.nn.Module | None = None, optimizer=None, scheduler=None,
+                 save_dir: str = "", save_to_disk: bool | None = True, logger=None, ema=None, scaler=None):
         if model is None:
             raise TypeError("DetectronCheckpointer needs a model")
         self.cfg = cfg
@@ -207,13 +208,13 @@ class DetectronCheckpointer:
         self.save_to_disk = bool(save_to_disk) if save_to_disk is not None else True
         self.ema = ema
         self.scaler = scaler
-        self.last_report: Optional[LoadReport] = None
+        self.last_report: LoadReport | None = None
 
     # -- saving --------------------------------------------------------------------------------------
 
-    def checkpoint_data(self, **extra: Any) -> Dict[str, Any]:
+    def checkpoint_data(self, **extra: Any) -> dict[str, Any]:
         """The dict :meth:`save` writes (upstream keys + resume fields + ``extra``)."""
-        data: Dict[str, Any] = {"model": _unwrap(self.model).state_dict()}
+        data: dict[str, Any] = {"model": _unwrap(self.model).state_dict()}
         if self.optimizer is not None:
             data["optimizer"] = self.optimizer.state_dict()
         if self.scheduler is not None:
@@ -228,7 +229,7 @@ class DetectronCheckpointer:
         data.update(extra)
         return data
 
-    def save(self, name: str, **extra: Any) -> Optional[str]:
+    def save(self, name: str, **extra: Any) -> str | None:
         """Writes ``<save_dir>/<name>.pth`` atomically and points ``last_checkpoint`` at it.
 
         Args:
@@ -277,9 +278,9 @@ class DetectronCheckpointer:
 
     # -- loading -------------------------------------------------------------------------------------
 
-    def load(self, f: Optional[str] = None, force: bool = False, keyword: str = "model",
-             skip_optimizer: bool = False, use_ema: bool = False, resume: Optional[bool] = None,
-             strict: bool = False, kind: Optional[str] = None, use_latest: bool = True) -> Dict[str, Any]:
+    def load(self, f: str | None = None, force: bool = False, keyword: str = "model",
+             skip_optimizer: bool = False, use_ema: bool = False, resume: bool | None = None,
+             strict: bool = False, kind: str | None = None, use_latest: bool = True) -> dict[str, Any]:
         """Loads weights (and, when resuming, the training state).
 
         Without ``force``, an existing ``last_checkpoint`` in ``save_dir`` wins over ``f`` (automatic

@@ -12,14 +12,14 @@ import platform
 import shutil
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 
 __all__ = ["collect_env_info", "main"]
 
 
-def _command_version(command: List[str]) -> Optional[str]:
+def _command_version(command: list[str]) -> str | None:
     """First non-empty output line mentioning a version, or None when the tool is missing."""
     if shutil.which(command[0]) is None and not os.path.isfile(command[0]):
         return None
@@ -34,7 +34,7 @@ def _command_version(command: List[str]) -> Optional[str]:
     return lines[0] if lines else None
 
 
-def _nvcc_path() -> Optional[str]:
+def _nvcc_path() -> str | None:
     candidates = []
     cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     if cuda_home:
@@ -56,7 +56,7 @@ def _torchvision_version() -> str:
     return torchvision.__version__
 
 
-def _gpus() -> List[str]:
+def _gpus() -> list[str]:
     if not torch.cuda.is_available():
         return []
     names = []
@@ -66,7 +66,7 @@ def _gpus() -> List[str]:
     return names
 
 
-def collect_env_info() -> Dict[str, Any]:
+def collect_env_info() -> dict[str, Any]:
     """Returns the report as a dict (see the module docstring)."""
     from maskrcnn_benchmark.layers import _ext
 
@@ -107,8 +107,8 @@ def collect_env_info() -> Dict[str, Any]:
     }
 
 
-def _format(info: Dict[str, Any]) -> str:
-    rows: List[Tuple[str, Any]] = [
+def _format(info: dict[str, Any]) -> str:
+    rows: list[tuple[str, Any]] = [
         ("Python", info["python"]),
         ("Platform", info["platform"]),
         ("PyTorch", f"{info['torch']} (CUDA {info['torch_cuda']})"),
@@ -137,7 +137,7 @@ def _format(info: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -70,7 +70,7 @@ def synchronize() -> None:
         dist.barrier()
 
 
-def all_gather(data: Any) -> List[Any]:
+def all_gather(data: Any) -> list[Any]:
     """Gather an arbitrary picklable object from every rank.
 
     Args:
@@ -82,7 +82,7 @@ def all_gather(data: Any) -> List[Any]:
     world_size = get_world_size()
     if world_size == 1:
         return [data]
-    gathered: List[Any] = [None] * world_size
+    gathered: list[Any] = [None] * world_size
     dist.all_gather_object(gathered, _to_cpu(data))
     return gathered
 
@@ -109,7 +109,7 @@ def _to_cpu(data: Any) -> Any:
     return data
 
 
-def reduce_dict(input_dict: Dict[str, torch.Tensor], average: bool = True) -> Dict[str, torch.Tensor]:
+def reduce_dict(input_dict: dict[str, torch.Tensor], average: bool = True) -> dict[str, torch.Tensor]:
     """Sum (or average) a dict of scalar tensors over all ranks; every rank gets the result.
 
     Args:
@@ -130,7 +130,7 @@ def reduce_dict(input_dict: Dict[str, torch.Tensor], average: bool = True) -> Di
     return dict(zip(names, values))
 
 
-def reduce_loss_dict(loss_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def reduce_loss_dict(loss_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Average a loss dict over ranks, for logging (upstream name)."""
     return reduce_dict(loss_dict, average=True)
 
@@ -145,7 +145,7 @@ def all_reduce_max(value: float) -> float:
     return float(tensor.item())
 
 
-def init_distributed_from_env(backend: Optional[str] = None, timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> bool:
+def init_distributed_from_env(backend: str | None = None, timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> bool:
     """Start the default process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
 
     Args:

@@ -24,8 +24,8 @@ Kinds of files (see :data:`FILE_KINDS`):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "KeyRule",
@@ -62,10 +62,10 @@ class KeyRule:
     """
 
     pattern: str
-    target: Optional[str]
+    target: str | None
     why: str
 
-    def apply(self, key: str) -> Tuple[bool, Optional[str]]:
+    def apply(self, key: str) -> tuple[bool, str | None]:
         """Returns ``(matched, new_key)``; ``new_key`` is None for a drop rule."""
         match = re.match(self.pattern, key)
         if match is None:
@@ -92,11 +92,11 @@ class FileKind:
 
     name: str
     description: str
-    rules: Tuple[KeyRule, ...]
-    expected_missing: Tuple[str, ...] = ()
-    optional_targets: Tuple[Tuple[str, str], ...] = ()
+    rules: tuple[KeyRule, ...]
+    expected_missing: tuple[str, ...] = ()
+    optional_targets: tuple[tuple[str, str], ...] = ()
 
-    def optional_reason(self, target_key: str) -> Optional[str]:
+    def optional_reason(self, target_key: str) -> str | None:
         """Why a produced key may be absent from the model, or None if it must be present."""
         for pattern, why in self.optional_targets:
             if re.match(pattern, target_key):
@@ -207,7 +207,7 @@ def _first_segments(keys: Iterable[str]) -> set:
     return {k.split(".", 1)[0] for k in keys}
 
 
-def detect_file_kind(keys: Sequence[str]) -> Optional[FileKind]:
+def detect_file_kind(keys: Sequence[str]) -> FileKind | None:
     """Recognises the kind of a state dict from its key names (after ``module.`` stripping).
 
     Args:
@@ -228,7 +228,7 @@ def detect_file_kind(keys: Sequence[str]) -> Optional[FileKind]:
     return None
 
 
-def map_key(kind: FileKind, key: str) -> Tuple[Optional[KeyRule], Optional[str]]:
+def map_key(kind: FileKind, key: str) -> tuple[KeyRule | None, str | None]:
     """Applies ``kind``'s rule table to one file key.
 
     Returns:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Optional
 
 __all__ = ["setup_logger", "log_first_n"]
 
@@ -20,7 +19,7 @@ _DATE_FORMAT = "%m/%d %H:%M:%S"
 
 def setup_logger(
     name: str = "maskrcnn_benchmark",
-    output_dir: Optional[str] = None,
+    output_dir: str | None = None,
     distributed_rank: int = 0,
     filename: str = "log.txt",
     all_ranks: bool = False,
@@ -66,7 +65,7 @@ def setup_logger(
 _LOGGED_ONCE: set = set()
 
 
-def log_first_n(level: int, message: str, name: str = "maskrcnn_benchmark", key: Optional[str] = None) -> None:
+def log_first_n(level: int, message: str, name: str = "maskrcnn_benchmark", key: str | None = None) -> None:
     """Log ``message`` only the first time this key (default: the message) is seen in this process."""
     key = key or message
     if key in _LOGGED_ONCE:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from typing import Dict, Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -65,7 +65,7 @@ class MetricLogger:
     """
 
     def __init__(self, delimiter: str = "  ", window_size: int = 20):
-        self.meters: Dict[str, SmoothedValue] = defaultdict(lambda: SmoothedValue(window_size))
+        self.meters: dict[str, SmoothedValue] = defaultdict(lambda: SmoothedValue(window_size))
         self.delimiter = delimiter
 
     def update(self, **kwargs) -> None:
@@ -85,7 +85,7 @@ class MetricLogger:
             return meters[attr]
         raise AttributeError(f"{type(self).__name__} has no meter or attribute {attr!r}")
 
-    def medians(self, names: Iterable[str]) -> Dict[str, float]:
+    def medians(self, names: Iterable[str]) -> dict[str, float]:
         """Windowed medians of the given meters."""
         return {name: self.meters[name].median for name in names if name in self.meters}
 

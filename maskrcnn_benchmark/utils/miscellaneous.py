@@ -6,7 +6,7 @@ import errno
 import logging
 import os
 import random
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ def seed_all(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def get_rng_state() -> Dict[str, Any]:
+def get_rng_state() -> dict[str, Any]:
     """Capture the Python, NumPy, torch CPU (and CUDA) generator states, for exact resume.
 
     Returns:
@@ -42,7 +42,7 @@ def get_rng_state() -> Dict[str, Any]:
     """
     py_version, py_state, py_gauss = random.getstate()
     np_state = np.random.get_state()
-    state: Dict[str, Any] = {
+    state: dict[str, Any] = {
         "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
         "numpy": {
             "name": np_state[0],
@@ -58,7 +58,7 @@ def get_rng_state() -> Dict[str, Any]:
     return state
 
 
-def set_rng_state(state: Dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     """Restore generator states captured by :func:`get_rng_state`.
 
     Raises:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -47,14 +47,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model (raised in strict mode, or when nothing at all matches)."""
 
 
-def strip_prefix_if_present(state_dict: Mapping[str, object], prefix: str) -> "OrderedDict[str, object]":
+def strip_prefix_if_present(state_dict: Mapping[str, object], prefix: str) -> OrderedDict[str, object]:
     """Removes ``prefix`` from every key if ALL keys start with it (DDP's ``module.``), else returns a copy."""
     keys = list(state_dict.keys())
     if not keys or not all(k.startswith(prefix) for k in keys):
@@ -75,7 +75,7 @@ def _sort_token(token: str):
     return (0, int(token), "") if token.isdigit() else (1, 0, token)
 
 
-def group_keys(keys: Sequence[str]) -> List[str]:
+def group_keys(keys: Sequence[str]) -> list[str]:
     """Compresses dotted keys into readable groups.
 
     Keys sharing a parent module are joined as ``parent.{a, b}``; groups that differ only in one numeric
@@ -87,11 +87,11 @@ def group_keys(keys: Sequence[str]) -> List[str]:
     Returns:
         Sorted group strings.
     """
-    by_parent: Dict[str, List[str]] = {}
+    by_parent: dict[str, list[str]] = {}
     for key in keys:
         parent, _, leaf = key.rpartition(".")
         by_parent.setdefault(parent, []).append(leaf)
-    groups: List[Tuple[List[str], Tuple[str, ...]]] = [
+    groups: list[tuple[list[str], tuple[str, ...]]] = [
         (parent.split(".") if parent else [], tuple(sorted(set(leaves), key=_sort_token)))
         for parent, leaves in by_parent.items()
     ]
@@ -100,7 +100,7 @@ def group_keys(keys: Sequence[str]) -> List[str]:
     changed = True
     while changed:
         changed = False
-        buckets: Dict[tuple, List[int]] = {}
+        buckets: dict[tuple, list[int]] = {}
         for idx, (toks, leaves) in enumerate(tokens_groups):
             for pos, tok in enumerate(toks):
                 if not all(t.isdigit() for t in tok):
@@ -153,22 +153,22 @@ class LoadReport:
     source: str
     kind: str
     num_model_keys: int = 0
-    loaded: List[str] = field(default_factory=list)
-    resized: List[Tuple[str, Shape, Shape]] = field(default_factory=list)
-    shape_mismatch: List[Tuple[str, Shape, Shape]] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)
-    expected_missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    expected_unused: List[Tuple[str, str]] = field(default_factory=list)
-    kept_model_buffers: List[str] = field(default_factory=list)
-    renamed: Dict[str, str] = field(default_factory=dict)
+    loaded: list[str] = field(default_factory=list)
+    resized: list[tuple[str, Shape, Shape]] = field(default_factory=list)
+    shape_mismatch: list[tuple[str, Shape, Shape]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    expected_missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    expected_unused: list[tuple[str, str]] = field(default_factory=list)
+    kept_model_buffers: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_clean(self) -> bool:
         """True when nothing unexpected happened (no real missing / unexpected / mismatched key)."""
         return not (self.missing or self.unexpected or self.shape_mismatch)
 
-    def hints(self) -> List[str]:
+    def hints(self) -> list[str]:
         """Likely causes of a mismatch, in words."""
         out = []
         if any("norm_i2t_i" in k for k in self.unexpected):
@@ -189,7 +189,7 @@ class LoadReport:
     def format(self, max_groups: int = 40) -> str:
         """The report as a readable, grouped table."""
 
-        def section(title: str, keys: Sequence[str]) -> List[str]:
+        def section(title: str, keys: Sequence[str]) -> list[str]:
             if not keys:
                 return []
             groups = group_keys(keys)
@@ -211,7 +211,7 @@ class LoadReport:
         lines += section("missing in the file (model keeps its initial values)", self.missing)
         lines += section("unexpected in the file (ignored)", self.unexpected)
         lines += section("missing, expected for this kind of file", self.expected_missing)
-        by_reason: Dict[str, List[str]] = {}
+        by_reason: dict[str, list[str]] = {}
         for key, why in self.expected_unused:
             by_reason.setdefault(why, []).append(key)
         for why, keys in by_reason.items():
@@ -238,7 +238,7 @@ class LoadReport:
 class _Plan:
     report: LoadReport
     #: our key -> (file key, action) with action in {"copy", "resize"}
-    assignments: Dict[str, Tuple[str, str]]
+    assignments: dict[str, tuple[str, str]]
 
 
 def _resizable(key: str, fshape: Shape, mshape: Shape) -> bool:
@@ -253,7 +253,7 @@ def _resizable(key: str, fshape: Shape, mshape: Shape) -> bool:
 def plan_state_dict_load(
     file_shapes: Mapping[str, Shape],
     model_shapes: Mapping[str, Shape],
-    kind: Optional[FileKind] = None,
+    kind: FileKind | None = None,
     source: str = "state dict",
     resize_rel_pos_bias: bool = True,
 ) -> _Plan:
@@ -272,7 +272,7 @@ def plan_state_dict_load(
     if kind is None:
         kind = detect_file_kind(list(file_shapes))
     report = LoadReport(source=source, kind=kind.name if kind else "unknown", num_model_keys=len(model_shapes))
-    assignments: Dict[str, Tuple[str, str]] = {}
+    assignments: dict[str, tuple[str, str]] = {}
     for fkey, fshape in file_shapes.items():
         if kind is None:
             rule, target = None, fkey if fkey in model_shapes else None
@@ -338,7 +338,7 @@ def resize_relative_position_bias_table(table: torch.Tensor, num_rows: int) -> t
 def load_state_dict(
     model: torch.nn.Module,
     state_dict: Mapping[str, torch.Tensor],
-    kind: Optional[str] = None,
+    kind: str | None = None,
     source: str = "state dict",
     strict: bool = False,
     resize_rel_pos_bias: bool = True,

@@ -7,7 +7,8 @@ names the config key, the bad value and every known name.
 """
 
 import logging
-from typing import Any, Callable, Dict, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = ["Registry"]
 
@@ -33,10 +34,10 @@ class Registry:
         builder = BACKBONES.get(cfg.MODEL.BACKBONE.CONV_BODY)
     """
 
-    def __init__(self, name: str, cfg_key: Optional[str] = None) -> None:
+    def __init__(self, name: str, cfg_key: str | None = None) -> None:
         self._name = name
         self._cfg_key = cfg_key
-        self._entries: Dict[str, Any] = {}
+        self._entries: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -44,7 +45,7 @@ class Registry:
         return self._name
 
     @property
-    def cfg_key(self) -> Optional[str]:
+    def cfg_key(self) -> str | None:
         """Config key that selects an entry of this registry (None if not config driven)."""
         return self._cfg_key
 
@@ -82,7 +83,7 @@ class Registry:
 
         return decorator
 
-    def get(self, key: str, cfg_key: Optional[str] = None) -> Any:
+    def get(self, key: str, cfg_key: str | None = None) -> Any:
         """Return the entry registered under ``key``.
 
         Args:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from _published import PUBLISHED_TRAINING_YAMLS
 
 from maskrcnn_benchmark.config import (
     INERT_KEYS,
@@ -15,8 +16,6 @@ from maskrcnn_benchmark.config import (
     load_config,
     validate_config,
 )
-
-from _published import PUBLISHED_TRAINING_YAMLS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = REPO_ROOT / "configs"

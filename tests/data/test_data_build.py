@@ -35,7 +35,7 @@ def test_pretraining_mix_loader(data_cfg):
     assert loader.dataset_length == 6 + 3 * 2 + 7  # flickr: 3 images x 2 sentences; O365 TSV: 6 rows + 1 repeat
     batches = list(loader)
     assert len(batches) == 4
-    for images, targets, ids, positive_map, positive_map_eval in batches:
+    for images, targets, _ids, positive_map, positive_map_eval in batches:
         assert isinstance(images, ImageList)
         batch_size, _, height, width = images.tensors.shape
         assert batch_size == 2 and height % 32 == 0 and width % 32 == 0
@@ -91,7 +91,7 @@ def test_aspect_ratio_grouping(data_cfg):
     cfg.SOLVER.MAX_ITER = 6
     loader = make_data_loader(cfg, is_train=True)
     dataset = loader.dataset
-    for _, targets, ids, _, _ in loader:
+    for _, _targets, ids, _, _ in loader:
         groups = {dataset.get_img_info(i)["height"] >= dataset.get_img_info(i)["width"] for i in ids}
         assert len(groups) == 1
 

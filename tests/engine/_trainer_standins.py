@@ -89,7 +89,8 @@ class ResumableBatchSampler(Sampler):
     """Batches of a seeded per-epoch permutation, iteration-based, restartable at ``start_iter``."""
 
     def __init__(self, size: int, batch_size: int, max_iter: int, start_iter: int = 0, seed: int = 0):
-        self.size, self.batch_size, self.max_iter, self.start_iter, self.seed = size, batch_size, max_iter, start_iter, seed
+        self.size, self.batch_size, self.max_iter = size, batch_size, max_iter
+        self.start_iter, self.seed = start_iter, seed
 
     def _all_batches(self):
         epoch = 0

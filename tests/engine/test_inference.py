@@ -1,7 +1,5 @@
 """Inference loop with a stand-in model/evaluator: chunked detection prompts, batched grounding, outputs."""
 
-import json
-import os
 
 import pytest
 import torch

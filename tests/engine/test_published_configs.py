@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from _published import PUBLISHED_TRAINING_YAMLS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-
 from _trainer_standins import (
     NoisyDataset,
     PlainCheckpointer,
@@ -15,6 +14,7 @@ from _trainer_standins import (
     make_cfg,
     make_loader,
 )
+
 from maskrcnn_benchmark.engine.trainer import amp_settings, do_train, resolve_checkpoint_period
 from maskrcnn_benchmark.utils.miscellaneous import seed_all
 

@@ -8,6 +8,7 @@ import torchvision
 
 from maskrcnn_benchmark.layers import ml_nms, nms
 
+
 def reference_nms(boxes, scores, threshold, labels=None):
     """Greedy NMS written from the definition, in Python floats (+1 areas, strict '>' suppression)."""
     b = boxes.double().tolist()

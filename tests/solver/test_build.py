@@ -127,7 +127,7 @@ def test_grouped_adamw_equals_per_parameter_adamw():
                        if p.requires_grad)
             loss.backward()
             opt.step()
-    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
+    for (na, pa), (_nb, pb) in zip(a.named_parameters(), b.named_parameters()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=na)
 
 

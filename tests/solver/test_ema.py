@@ -20,7 +20,7 @@ def test_ema_math_over_steps():
     model = Net()
     ema = ModelEMA(model, decay=0.9)
     expected = {k: v.clone() for k, v in model.state_dict().items()}
-    for step in range(5):
+    for _step in range(5):
         with torch.no_grad():
             model.lin.weight.add_(torch.randn_like(model.lin.weight))
             model.running.add_(1.0)

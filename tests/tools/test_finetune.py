@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from _tool_helpers import REPO, TINY, TOOLS, run_tool
 
 TASK = REPO / "configs" / "odinw" / "Aquarium_Aquarium_Combined.v2-raw-1024.coco.yaml"
@@ -22,7 +21,8 @@ def test_few_shot_seeds_give_different_subsets_and_a_table(tmp_path, bpe_tokeniz
     results = {}
     for shots in (1, 3):
         out = tmp_path / f"out_{shots}"
-        result = run_tool([TOOLS / "finetune.py", "--config-file", TINY, "--ft-tasks", str(REPO / "configs/odinw/Aq*.yaml"),
+        tasks = str(REPO / "configs/odinw/Aq*.yaml")
+        result = run_tool([TOOLS / "finetune.py", "--config-file", TINY, "--ft-tasks", tasks,
                            "--custom_shot_and_epoch_and_general_copy", f"{shots}_1_1", "--shuffle_seeds", "3,30",
                            "--skip-test", "--evaluate_only_best_on_test",
                            "MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir, "OUTPUT_DIR", out,

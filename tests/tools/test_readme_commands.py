@@ -4,7 +4,6 @@ import importlib.util
 import shlex
 
 import pytest
-
 from _tool_helpers import REPO, TOOLS
 
 PRETRAIN = "configs/pretrain/mixed_nococo_flickr_objects365.yaml"
@@ -18,7 +17,8 @@ COMMANDS = [
     ("test_grounding_net.py", f"--config-file {COCO_FT} --weight W.pth TEST.IMS_PER_BATCH 1 TEST.EVAL_TASK detection "
                               "OUTPUT_DIR OUT", None),
     ("test_grounding_net.py", f"--config-file {PRETRAIN} --task_config configs/lvis/minival.yaml --weight W.pth "
-                              "TEST.EVAL_TASK detection OUTPUT_DIR OUT TEST.CHUNKED_EVALUATION 40  TEST.IMS_PER_BATCH 4 "
+                              "TEST.EVAL_TASK detection OUTPUT_DIR OUT TEST.CHUNKED_EVALUATION 40  "
+                              "TEST.IMS_PER_BATCH 4 "
                               "SOLVER.IMS_PER_BATCH 4 TEST.MDETR_STYLE_AGGREGATE_CLASS_NUM 3000 "
                               "MODEL.RETINANET.DETECTIONS_PER_IMG 300 MODEL.FCOS.DETECTIONS_PER_IMG 300 "
                               "MODEL.ATSS.DETECTIONS_PER_IMG 300 MODEL.ROI_HEADS.DETECTIONS_PER_IMG 300",
@@ -27,9 +27,11 @@ COMMANDS = [
                               "SOLVER.IMS_PER_BATCH 1 TEST.EVAL_TASK detection DATASETS.TRAIN_DATASETNAME_SUFFIX "
                               "_grounding DATALOADER.DISTRIBUTE_CHUNK_AMONG_NODE False DATASETS.USE_OVERRIDE_CATEGORY "
                               "True DATASETS.USE_CAPTION_PROMPT True", ODINW),
-    ("test_grounding_net.py", f"--config-file {PRETRAIN} --task_config configs/flickr/test.yaml,configs/flickr/val.yaml "
+    ("test_grounding_net.py", f"--config-file {PRETRAIN} "
+                              "--task_config configs/flickr/test.yaml,configs/flickr/val.yaml "
                               "--weight W.pth OUTPUT_DIR OUT TEST.IMS_PER_BATCH 1 SOLVER.IMS_PER_BATCH 1 "
-                              "TEST.MDETR_STYLE_AGGREGATE_CLASS_NUM 100 TEST.EVAL_TASK grounding", "configs/flickr/val.yaml"),
+                              "TEST.MDETR_STYLE_AGGREGATE_CLASS_NUM 100 TEST.EVAL_TASK grounding",
+     "configs/flickr/val.yaml"),
     ("train_net.py", f"--config-file {COCO_FT} --skip-test MODEL.WEIGHT W.pth \\  ", None),
     ("train_net.py", f"--config-file {LVIS_FT} --skip-test MODEL.WEIGHT W.pth", None),
     ("finetune.py", f"--config-file {PRETRAIN}  --ft-tasks {ODINW} --skip-test "
@@ -46,7 +48,8 @@ COMMANDS = [
     ("test_grounding_net.py", "--config-file configs/refcoco.yaml --task_config configs/refexp/_refcoco_testA.yaml "
                               "--weight W.pth OUTPUT_DIR OUT TEST.IMS_PER_BATCH 1 SOLVER.IMS_PER_BATCH 1 "
                               "TEST.MDETR_STYLE_AGGREGATE_CLASS_NUM -1 TEST.EVAL_TASK grounding "
-                              "MODEL.ATSS.PRE_NMS_TOP_N 3000 MODEL.ATSS.DETECTIONS_PER_IMG 100 MODEL.ATSS.INFERENCE_TH 0.0",
+                              "MODEL.ATSS.PRE_NMS_TOP_N 3000 MODEL.ATSS.DETECTIONS_PER_IMG 100 "
+                              "MODEL.ATSS.INFERENCE_TH 0.0",
      "configs/refexp/_refcoco_testA.yaml"),
 ]
 

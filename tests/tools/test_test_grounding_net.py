@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from _tool_helpers import REPO, TINY, TOOLS, run_tool
 
 pytestmark = pytest.mark.skipif(not TINY.is_file(), reason="configs/tiny/fiber_tiny.yaml is absent")
@@ -76,7 +75,8 @@ def test_every_kind_of_task_end_to_end(tmp_path, synthetic_root, tiny_weight, bp
     # LVIS: 90 classes in chunks of 40 -> 3 prompts; every class label can appear (global ids).
     log = (out / "test_grounding_net_log.txt").read_text()
     assert "3 prompt(s) for 90 classes" in log
-    lvis_ids = {r["category_id"] for r in json.loads((root / "lvis_evaluation_mini_val" / "predictions.json").read_text())}
+    lvis_predictions = json.loads((root / "lvis_evaluation_mini_val" / "predictions.json").read_text())
+    lvis_ids = {r["category_id"] for r in lvis_predictions}
     assert min(lvis_ids) <= 40 and max(lvis_ids) > 80  # labels of the first and the last chunk
     # The task config's post-processing keys took effect (1 box per image), its NUM_CLASSES placeholder did not.
     default_preds = json.loads((root / "coco_2017_val" / "bbox.json").read_text())

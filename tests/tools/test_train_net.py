@@ -10,7 +10,6 @@ import time
 
 import pytest
 import torch
-
 from _tool_helpers import FAST_TRAIN_OPTS, TINY, TOOLS, run_tool, tool_env, write_fixed_size_coco
 
 pytestmark = pytest.mark.skipif(not TINY.is_file(), reason="configs/tiny/fiber_tiny.yaml is absent")

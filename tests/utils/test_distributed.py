@@ -51,6 +51,6 @@ def test_two_process_gloo_collectives():
     for proc in procs:
         proc.join(timeout=60)
         assert proc.exitcode == 0
-    for rank, ranks, t1, mean, total, biggest, sent in results:
+    for _rank, ranks, t1, mean, total, biggest, sent in results:
         assert ranks == [0, 1] and t1 == 1.0
         assert mean == 1.5 and total == 3.0 and biggest == 10.0 and sent == "hello"

@@ -30,4 +30,4 @@ def test_metric_logger_update_and_str():
     with pytest.raises(TypeError):
         logger.update(bad="x")
     with pytest.raises(AttributeError):
-        logger.nothing
+        _ = logger.nothing

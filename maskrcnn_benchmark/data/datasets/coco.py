@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -31,7 +32,7 @@ def load_image(path: str, where: str = "") -> Image.Image:
         raise OSError(f"{prefix}cannot read image {path}: {e}") from e
 
 
-def has_valid_annotation(anns: Sequence[Dict[str, Any]]) -> bool:
+def has_valid_annotation(anns: Sequence[dict[str, Any]]) -> bool:
     """Upstream rule for training images: some box is larger than 1 pixel in both directions."""
     if not anns:
         return False
@@ -69,9 +70,9 @@ class COCODataset(CocoStyleSamples, torch.utils.data.Dataset):
         root: str,
         remove_images_without_annotations: bool = False,
         transforms: Any = None,
-        override_category: Optional[Sequence[Dict[str, Any]]] = None,
+        override_category: Sequence[dict[str, Any]] | None = None,
         few_shot: int = 0,
-        shuffle_seed: Optional[int] = None,
+        shuffle_seed: int | None = None,
         is_train: bool = False,
         ignore_crowd: bool = True,
         max_box: int = -1,
@@ -95,14 +96,14 @@ class COCODataset(CocoStyleSamples, torch.utils.data.Dataset):
             cats = {i: [a["category_id"] for a in self._usable_anns(i)] for i in ids}
             ids = select_few_shot(ids, cats, few_shot, shuffle_seed)
             logger.info("%s: %d-shot subset keeps %d images", self.ann_file, few_shot, len(ids))
-        self.ids: List[Any] = ids
+        self.ids: list[Any] = ids
         self.id_to_img_map = dict(enumerate(ids))
 
     # ------------------------------------------------------------------ catalog data
-    def _contiguous_mapping(self) -> Dict[Any, int]:
+    def _contiguous_mapping(self) -> dict[Any, int]:
         return {cat_id: i + 1 for i, cat_id in enumerate(self.annotations.category_ids())}
 
-    def categories(self) -> Dict[int, str]:
+    def categories(self) -> dict[int, str]:
         """Contiguous label -> category name (sorted by label)."""
         names = {}
         for json_id, label in self.json_category_id_to_contiguous_id.items():
@@ -121,13 +122,13 @@ class COCODataset(CocoStyleSamples, torch.utils.data.Dataset):
         return path
 
     # ------------------------------------------------------------------ samples
-    def _usable_anns(self, img_id: Any) -> List[Dict[str, Any]]:
+    def _usable_anns(self, img_id: Any) -> list[dict[str, Any]]:
         anns = self.annotations.anns_by_image[img_id]
         if not self.ignore_crowd:
             return list(anns)
         return [a for a in anns if not a.get("iscrowd", 0)]
 
-    def _load(self, idx: int) -> Tuple[Image.Image, BoxList]:
+    def _load(self, idx: int) -> tuple[Image.Image, BoxList]:
         img_id = self.ids[idx]
         info = self.annotations.images[img_id]
         image = load_image(self.image_path(idx), self._where(idx))
@@ -145,7 +146,7 @@ class COCODataset(CocoStyleSamples, torch.utils.data.Dataset):
         target.add_field("orig_size", (int(info["height"]), int(info["width"])))
         return image, target
 
-    def __getitem__(self, idx: int) -> Tuple[Any, BoxList, int]:
+    def __getitem__(self, idx: int) -> tuple[Any, BoxList, int]:
         image, target = self._load(idx)
         if self._transforms is not None:
             image, target = self._transforms(image, target)

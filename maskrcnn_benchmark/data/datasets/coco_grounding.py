@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -144,7 +145,7 @@ class CocoGrounding(ClassNameCaptions, COCODataset):
         separation_tokens: str = ". ",
         disable_shuffle: bool = False,
         add_detection_prompt: bool = False,
-        caption_prompt: Optional[Sequence[Dict[str, str]]] = None,
+        caption_prompt: Sequence[dict[str, str]] | None = None,
         special_safeguard_for_coco_grounding: bool = False,
         random_sample_negative: int = -1,
         control_probabilities: Sequence[float] = (),
@@ -171,7 +172,7 @@ class CocoGrounding(ClassNameCaptions, COCODataset):
     def _uses_negatives(self) -> bool:
         return self.special_safeguard
 
-    def _negative_control(self) -> Tuple[float, ...]:
+    def _negative_control(self) -> tuple[float, ...]:
         # LVIS fine-tuning: always "full" negatives.
         return (0.0, 0.0, 1.0, 0.0)
 
@@ -188,7 +189,7 @@ class CocoGrounding(ClassNameCaptions, COCODataset):
         )
         return self._add_caption(target, caption, tokens_positive)
 
-    def __getitem__(self, idx: int) -> Tuple[Any, BoxList, int]:
+    def __getitem__(self, idx: int) -> tuple[Any, BoxList, int]:
         image, target = self._load(idx)
         target = self._make_caption(target)
         if self._transforms is not None:

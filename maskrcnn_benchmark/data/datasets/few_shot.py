@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["select_few_shot"]
 
@@ -12,8 +13,8 @@ def select_few_shot(
     image_ids: Sequence[Any],
     categories_of_image: Mapping[Any, Sequence[Any]],
     shots: int,
-    seed: Optional[int] = None,
-) -> List[Any]:
+    seed: int | None = None,
+) -> list[Any]:
     """Greedy k-shot subset: keep an image if one of its categories still needs examples.
 
     Images are visited in the given order (upstream: sorted ids); an image is kept when any of its
@@ -38,7 +39,7 @@ def select_few_shot(
     order = list(image_ids)
     if seed is not None and seed > 0:
         random.Random(seed).shuffle(order)
-    quota: Dict[Any, int] = {}
+    quota: dict[Any, int] = {}
     kept = []
     for img_id in order:
         cats = set(categories_of_image.get(img_id, ()))

@@ -17,7 +17,6 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Dict, List
 
 __all__ = [
     "Phrase",
@@ -61,7 +60,7 @@ class Sentence:
     """A sentence with the bracket markup removed, and its phrases in order."""
 
     text: str
-    phrases: List[Phrase]
+    phrases: list[Phrase]
 
 
 @dataclass
@@ -78,9 +77,9 @@ class EntityAnnotation:
     width: int
     height: int
     depth: int
-    boxes: Dict[str, List[List[int]]] = field(default_factory=dict)
-    scene: List[str] = field(default_factory=list)
-    nobox: List[str] = field(default_factory=list)
+    boxes: dict[str, list[list[int]]] = field(default_factory=dict)
+    scene: list[str] = field(default_factory=list)
+    nobox: list[str] = field(default_factory=list)
 
 
 def parse_sentence(line: str, where: str = "") -> Sentence:
@@ -97,8 +96,8 @@ def parse_sentence(line: str, where: str = "") -> Sentence:
         ValueError: unbalanced or malformed phrase markup.
     """
     line = line.strip()
-    words: List[str] = []
-    phrases: List[Phrase] = []
+    words: list[str] = []
+    phrases: list[Phrase] = []
     pos = 0
     for m in _PHRASE.finditer(line):
         before = line[pos : m.start()]
@@ -132,7 +131,7 @@ def parse_sentence(line: str, where: str = "") -> Sentence:
     return Sentence(" ".join(words), located)
 
 
-def read_sentences(path: str) -> List[Sentence]:
+def read_sentences(path: str) -> list[Sentence]:
     """All sentences of one ``Sentences/<id>.txt`` file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Flickr30k Entities sentence file not found: {path}")
@@ -189,7 +188,7 @@ def read_annotation(path: str) -> EntityAnnotation:
     return anno
 
 
-def read_split(root: str, split: str) -> List[str]:
+def read_split(root: str, split: str) -> list[str]:
     """Image ids listed in ``<root>/<split>.txt``."""
     path = os.path.join(root, f"{split}.txt")
     if not os.path.isfile(path):
@@ -210,11 +209,11 @@ class FlickrEntities:
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"Flickr30k Entities folder not found: {self.root}")
 
-    def split(self, name: str) -> List[str]:
+    def split(self, name: str) -> list[str]:
         """Image ids of split ``name`` ("train", "val", "test")."""
         return read_split(self.root, name)
 
-    def sentences(self, image_id: str) -> List[Sentence]:
+    def sentences(self, image_id: str) -> list[Sentence]:
         """The annotated sentences of one image."""
         return read_sentences(os.path.join(self.root, "Sentences", f"{image_id}.txt"))
 
@@ -223,7 +222,7 @@ class FlickrEntities:
         return read_annotation(os.path.join(self.root, "Annotations", f"{image_id}.xml"))
 
 
-def parse_sentences(path: str) -> List[Dict]:
+def parse_sentences(path: str) -> list[dict]:
     """Sentences of one file as plain dicts (the official Flickr30k Entities utility's shape).
 
     Returns:
@@ -247,7 +246,7 @@ def parse_sentences(path: str) -> List[Dict]:
     return out
 
 
-def parse_annotation(path: str) -> Dict:
+def parse_annotation(path: str) -> dict:
     """One annotation file as a plain dict: {"width", "height", "depth", "boxes": {phrase id: [[x1, y1, x2,
     y2], ...]}, "scene": [ids], "nobox": [ids]} (0-based coordinates)."""
     anno = read_annotation(path)

@@ -13,7 +13,8 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["CocoStyleAnnotations", "CocoStyleSamples", "load_json", "image_path_from_record"]
 
@@ -31,7 +32,7 @@ def load_json(path: str) -> Any:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
-def image_path_from_record(img_dir: str, record: Dict[str, Any], prefer_coco_url: bool = False) -> str:
+def image_path_from_record(img_dir: str, record: dict[str, Any], prefer_coco_url: bool = False) -> str:
     """Image location for an image record.
 
     Args:
@@ -83,7 +84,7 @@ class CocoStyleAnnotations:
         require_categories: bool = True,
         require_annotations: bool = True,
         grounding: bool = False,
-        override_categories: Optional[Sequence[Dict[str, Any]]] = None,
+        override_categories: Sequence[dict[str, Any]] | None = None,
     ):
         self.ann_file = str(ann_file)
         data = load_json(self.ann_file)
@@ -98,17 +99,17 @@ class CocoStyleAnnotations:
         self.cats = self._index_categories(data, require_categories)
         if "annotations" not in data and require_annotations:
             raise ValueError(f"{self.ann_file}: missing key 'annotations'")
-        self.anns_by_image: Dict[Any, List[Dict[str, Any]]] = {img_id: [] for img_id in self.images}
+        self.anns_by_image: dict[Any, list[dict[str, Any]]] = {img_id: [] for img_id in self.images}
         for i, ann in enumerate(data.get("annotations", [])):
             self._check_annotation(i, ann, require_categories)
             self.anns_by_image[ann["image_id"]].append(ann)
         self._coco = None
 
     # ------------------------------------------------------------------ validation
-    def _index_images(self, data: Dict[str, Any]) -> Dict[Any, Dict[str, Any]]:
+    def _index_images(self, data: dict[str, Any]) -> dict[Any, dict[str, Any]]:
         if "images" not in data:
             raise ValueError(f"{self.ann_file}: missing key 'images'")
-        images: Dict[Any, Dict[str, Any]] = {}
+        images: dict[Any, dict[str, Any]] = {}
         for i, img in enumerate(data["images"]):
             where = f"{self.ann_file}: image #{i}"
             if not isinstance(img, dict) or "id" not in img:
@@ -131,12 +132,12 @@ class CocoStyleAnnotations:
             images[img["id"]] = img
         return images
 
-    def _index_categories(self, data: Dict[str, Any], required: bool) -> Dict[Any, Dict[str, Any]]:
+    def _index_categories(self, data: dict[str, Any], required: bool) -> dict[Any, dict[str, Any]]:
         if "categories" not in data:
             if required:
                 raise ValueError(f"{self.ann_file}: missing key 'categories'")
             return {}
-        cats: Dict[Any, Dict[str, Any]] = {}
+        cats: dict[Any, dict[str, Any]] = {}
         for i, cat in enumerate(data["categories"]):
             if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
                 raise ValueError(f"{self.ann_file}: category #{i} ({cat!r}) needs keys 'id' and 'name'")
@@ -189,7 +190,7 @@ class CocoStyleAnnotations:
             self._check_spans(ann["tokens_positive"], caption, f"{where}: tokens_positive", allow_empty_list=True)
 
     # ------------------------------------------------------------------ access
-    def category_ids(self) -> List[Any]:
+    def category_ids(self) -> list[Any]:
         """Category ids in file order (what pycocotools ``getCatIds()`` returns)."""
         return list(self.cats)
 
@@ -215,7 +216,7 @@ class CocoStyleSamples:
 
     ann_file: str
     annotations: CocoStyleAnnotations
-    ids: List[Any]
+    ids: list[Any]
 
     @property
     def coco(self) -> Any:
@@ -225,7 +226,7 @@ class CocoStyleSamples:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def get_img_info(self, idx: int) -> Dict[str, Any]:
+    def get_img_info(self, idx: int) -> dict[str, Any]:
         """The image record of sample ``idx`` (keys "height", "width", "id", "file_name", ...; grounding files
         add "caption" and, e.g., "original_img_id", "sentence_id", "tokens_positive_eval")."""
         return self.annotations.images[self.ids[idx]]

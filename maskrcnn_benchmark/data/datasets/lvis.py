@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 from .coco import COCODataset
 
@@ -22,5 +22,5 @@ class LvisDetection(COCODataset):
 
     prefer_coco_url = True
 
-    def _contiguous_mapping(self) -> Dict[Any, int]:
+    def _contiguous_mapping(self) -> dict[Any, int]:
         return {cat_id: int(cat_id) for cat_id in sorted(self.annotations.category_ids())}

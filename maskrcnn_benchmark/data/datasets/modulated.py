@@ -9,7 +9,7 @@ with ``tokens_positive`` spans into the caption.
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Tuple
+from typing import Any
 
 import torch
 
@@ -69,7 +69,7 @@ class ModulatedDataset(CocoStyleSamples, torch.utils.data.Dataset):
         self.disable_clip_to_image = bool(disable_clip_to_image)
         self.annotations = CocoStyleAnnotations(self.ann_file, require_categories=False, grounding=True)
         ids = sorted(self.annotations.images, key=lambda i: (str(type(i)), i))
-        self.ids: List[Any] = [i for i in ids if has_valid_annotation(self.annotations.anns_by_image[i])]
+        self.ids: list[Any] = [i for i in ids if has_valid_annotation(self.annotations.anns_by_image[i])]
         dropped = len(ids) - len(self.ids)
         if dropped:
             logger.info("%s: skipped %d images without a usable box", self.ann_file, dropped)
@@ -78,7 +78,7 @@ class ModulatedDataset(CocoStyleSamples, torch.utils.data.Dataset):
         """Where the image of sample ``idx`` is read from."""
         return image_path_from_record(self.root, self.get_img_info(idx))
 
-    def _target(self, idx: int, size: Tuple[int, int]) -> BoxList:
+    def _target(self, idx: int, size: tuple[int, int]) -> BoxList:
         info = self.get_img_info(idx)
         width, height = size
         anns = [a for a in self.annotations.anns_by_image[self.ids[idx]] if not a.get("iscrowd", 0)]
@@ -110,7 +110,7 @@ class ModulatedDataset(CocoStyleSamples, torch.utils.data.Dataset):
         target.add_field("positive_map_eval", create_positive_map(encoding, spans, max_len=self.max_query_len))
         target.add_field("nb_eval", len(spans))
 
-    def __getitem__(self, idx: int) -> Tuple[Any, BoxList, int]:
+    def __getitem__(self, idx: int) -> tuple[Any, BoxList, int]:
         image = load_image(self.image_path(idx), self._where(idx))
         target = self._target(idx, image.size)
         if self._transforms is not None:

@@ -10,7 +10,8 @@ The JSON is the official Objects365 (v1 or v2) COCO-format file; upstream's TSV 
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 from .coco_grounding import CocoGrounding
 
@@ -31,5 +32,5 @@ class Objects365Grounding(CocoGrounding):
     def _uses_negatives(self) -> bool:
         return True
 
-    def _negative_control(self) -> Tuple[float, ...]:
+    def _negative_control(self) -> tuple[float, ...]:
         return self.control_probabilities

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import random as _random
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..prompts import DETECTION_PROMPT_PREFIX, PromptEntry, build_caption, clean_name
 
@@ -41,9 +42,9 @@ def convert_od_to_grounding_simple(
     disable_shuffle: bool = True,
     add_detection_prompt: bool = False,
     separation_tokens: str = ". ",
-    caption_prompt: Optional[Sequence[Mapping[str, str]]] = None,
+    caption_prompt: Sequence[Mapping[str, str]] | None = None,
     rng: Any = _random,
-) -> Tuple[str, List[List[Tuple[int, int]]], Dict[int, Tuple[int, int]]]:
+) -> tuple[str, list[list[tuple[int, int]]], dict[int, tuple[int, int]]]:
     """Caption of ALL class names; each box's span is its class name's span.
 
     Args:
@@ -98,7 +99,7 @@ def check_for_positive_overflow(
     tokenizer: Any,
     max_seq_length: int = TOKEN_BUDGET,
     rng: Any = _random,
-) -> Tuple[List[int], int]:
+) -> tuple[list[int], int]:
     """Keep only the boxes of positive classes whose names fit in the token budget.
 
     The set of positive classes is shuffled; each class costs ``len(tokenize(clean_name(name) + ". "))``
@@ -184,7 +185,7 @@ def convert_od_to_grounding_with_negatives(
     add_detection_prompt: bool = False,
     max_num_labels: int = -1,
     rng: Any = _random,
-) -> Tuple[str, List[List[Tuple[int, int]]], Dict[int, Tuple[int, int]]]:
+) -> tuple[str, list[list[tuple[int, int]]], dict[int, tuple[int, int]]]:
     """Caption = all positive class names + sampled negative class names (upstream ``..._optimized_for_od``).
 
     Negatives are drawn without replacement from every label of ``ind_to_class`` (an O365 label map's

@@ -24,7 +24,8 @@ import io
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import yaml
@@ -50,11 +51,11 @@ class TSVFile:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"TSV file not found: {path}")
         self.path = path
-        self._offsets: Optional[List[int]] = None
+        self._offsets: list[int] | None = None
         self._fp = None
         self._pid = None
 
-    def _load_offsets(self) -> List[int]:
+    def _load_offsets(self) -> list[int]:
         if self._offsets is None:
             index = os.path.splitext(self.path)[0] + ".lineidx"
             if os.path.isfile(index):
@@ -72,7 +73,7 @@ class TSVFile:
     def __len__(self) -> int:
         return len(self._load_offsets())
 
-    def row(self, line_no: int) -> List[str]:
+    def row(self, line_no: int) -> list[str]:
         """Columns of row ``line_no``."""
         offsets = self._load_offsets()
         if not 0 <= line_no < len(offsets):
@@ -83,13 +84,13 @@ class TSVFile:
         self._fp.seek(offsets[line_no])
         return [c.strip() for c in self._fp.readline().decode("utf-8").split("\t")]
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_fp"] = None
         return state
 
 
-def _labelmap(path: str) -> Dict[str, int]:
+def _labelmap(path: str) -> dict[str, int]:
     if path.endswith(".json"):
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -154,9 +155,9 @@ class CocoDetectionTSV(ClassNameCaptions, torch.utils.data.Dataset):
         self.max_query_len = int(max_query_len)
         self._set_caption_options(separation_tokens, disable_shuffle, add_detection_prompt, random_sample_negative,
                                   control_probabilities, max_num_labels)
-        self._sizes: Dict[int, Dict[str, int]] = {}
+        self._sizes: dict[int, dict[str, int]] = {}
 
-    def _part(self, spec: Dict[str, Any], key: str, folder: str, required: bool = False) -> Optional[str]:
+    def _part(self, spec: dict[str, Any], key: str, folder: str, required: bool = False) -> str | None:
         name = spec.get(key)
         if not name:
             if required:
@@ -168,7 +169,7 @@ class CocoDetectionTSV(ClassNameCaptions, torch.utils.data.Dataset):
         raise FileNotFoundError(f"{self.yaml_file}: '{key}' file {name} not found (also looked in {folder})")
 
     @staticmethod
-    def _read_linelist(path: str) -> List[int]:
+    def _read_linelist(path: str) -> list[int]:
         with open(path, encoding="utf-8") as f:
             return [int(line.split("\t")[0]) for line in f if line.strip()]
 
@@ -178,11 +179,11 @@ class CocoDetectionTSV(ClassNameCaptions, torch.utils.data.Dataset):
     def _line(self, idx: int) -> int:
         return self.line_list[idx] if self.line_list is not None else idx
 
-    def categories(self) -> Dict[int, str]:
+    def categories(self) -> dict[int, str]:
         """Label-map index -> class name (without "__background__")."""
         return {k: v for k, v in sorted(self.ind_to_class.items()) if k != 0}
 
-    def get_img_info(self, idx: int) -> Dict[str, Any]:
+    def get_img_info(self, idx: int) -> dict[str, Any]:
         """{"height", "width", "key"} of sample ``idx`` (from the hw TSV, else by decoding the image)."""
         line = self._line(idx)
         if line in self._sizes:
@@ -203,7 +204,7 @@ class CocoDetectionTSV(ClassNameCaptions, torch.utils.data.Dataset):
         self._sizes[line] = info
         return info
 
-    def _image(self, line: int) -> Tuple[Image.Image, str]:
+    def _image(self, line: int) -> tuple[Image.Image, str]:
         columns = self.img_tsv.row(line)
         try:
             with Image.open(io.BytesIO(base64.b64decode(columns[-1]))) as img:
@@ -211,7 +212,7 @@ class CocoDetectionTSV(ClassNameCaptions, torch.utils.data.Dataset):
         except (binascii.Error, UnidentifiedImageError, OSError) as e:
             raise OSError(f"{self.img_tsv.path}: row {line} (key {columns[0]}): cannot decode the image: {e}") from e
 
-    def _objects(self, line: int) -> List[Dict[str, Any]]:
+    def _objects(self, line: int) -> list[dict[str, Any]]:
         columns = self.label_tsv.row(line)
         where = f"{self.label_tsv.path}: row {line} (key {columns[0]})"
         try:
@@ -227,7 +228,7 @@ class CocoDetectionTSV(ClassNameCaptions, torch.utils.data.Dataset):
                 raise ValueError(f"{where}: object {k} has class {obj.get('class')!r}, not in the label map")
         return objects
 
-    def __getitem__(self, idx: int) -> Tuple[Any, BoxList, int]:
+    def __getitem__(self, idx: int) -> tuple[Any, BoxList, int]:
         line = self._line(idx)
         image, key = self._image(line)
         objects = self._objects(line)

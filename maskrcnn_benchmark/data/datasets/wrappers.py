@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import torch
 
@@ -32,7 +32,7 @@ class RepeatedDataset(torch.utils.data.Dataset):
     def __getitem__(self, idx: int) -> Any:
         return self.dataset[idx % len(self.dataset)]
 
-    def get_img_info(self, idx: int) -> Dict[str, Any]:
+    def get_img_info(self, idx: int) -> dict[str, Any]:
         return self.dataset.get_img_info(idx % len(self.dataset))
 
     def __getattr__(self, name: str) -> Any:
@@ -44,7 +44,7 @@ class RepeatedDataset(torch.utils.data.Dataset):
 class ConcatDataset(torch.utils.data.ConcatDataset):
     """``torch`` concatenation that also answers ``get_img_info`` (needed for aspect-ratio grouping)."""
 
-    def locate(self, idx: int) -> Tuple[int, int]:
+    def locate(self, idx: int) -> tuple[int, int]:
         """(data set number, index inside it) of global index ``idx``."""
         if idx < 0:
             idx += len(self)
@@ -52,7 +52,7 @@ class ConcatDataset(torch.utils.data.ConcatDataset):
         inner = idx if which == 0 else idx - self.cumulative_sizes[which - 1]
         return which, inner
 
-    def get_img_info(self, idx: int) -> Dict[str, Any]:
+    def get_img_info(self, idx: int) -> dict[str, Any]:
         which, inner = self.locate(idx)
         return self.datasets[which].get_img_info(inner)
 
@@ -82,7 +82,7 @@ class SeededDataset(torch.utils.data.Dataset):
         finally:
             random.setstate(state)
 
-    def get_img_info(self, idx: int) -> Dict[str, Any]:
+    def get_img_info(self, idx: int) -> dict[str, Any]:
         return self.dataset.get_img_info(idx)
 
     def __getattr__(self, name: str) -> Any:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .base import DatasetEvaluator
 from .coco import CocoEvaluator, evaluate_coco_bbox
@@ -117,7 +117,7 @@ def flickr_entities_root(cfg: Any) -> str:
     return os.path.join(_data_root(), "flickr30k", "flickr30k")
 
 
-def build_evaluator(cfg: Any, dataset: Any, output_dir: Optional[str], dataset_name: Optional[str] = None
+def build_evaluator(cfg: Any, dataset: Any, output_dir: str | None, dataset_name: str | None = None
                     ) -> DatasetEvaluator:
     """The evaluator for one test data set.
 
@@ -146,7 +146,7 @@ def build_evaluator(cfg: Any, dataset: Any, output_dir: Optional[str], dataset_n
     return CocoEvaluator.from_dataset(dataset, output_dir, backend=cfg.TEST.COCO_EVAL_BACKEND)
 
 
-def evaluate(dataset_name_or_kind: str, gt: Any, predictions: Any, **kwargs: Any) -> Dict[str, Any]:
+def evaluate(dataset_name_or_kind: str, gt: Any, predictions: Any, **kwargs: Any) -> dict[str, Any]:
     """Score saved predictions (no model) with the evaluator that ``dataset_name_or_kind`` selects.
 
     Args:

@@ -1,9 +1,12 @@
 """Re-score saved predictions without the model and print the metrics as JSON.
 
-    python -m maskrcnn_benchmark.data.evaluation coco   --gt instances_val2017.json --predictions bbox.json [--backend faster]
-    python -m maskrcnn_benchmark.data.evaluation lvis   --gt lvis_v1_minival.json --predictions predictions.json [--normal-ap]
+    python -m maskrcnn_benchmark.data.evaluation coco   --gt instances_val2017.json --predictions bbox.json \
+        [--backend faster]
+    python -m maskrcnn_benchmark.data.evaluation lvis   --gt lvis_v1_minival.json --predictions predictions.json \
+        [--normal-ap]
     python -m maskrcnn_benchmark.data.evaluation refexp --gt finetune_refcoco_val.json --predictions predictions.json
-    python -m maskrcnn_benchmark.data.evaluation flickr --gt DATASET/flickr30k/flickr30k --subset test --predictions predictions.json [--merged]
+    python -m maskrcnn_benchmark.data.evaluation flickr --gt DATASET/flickr30k/flickr30k --subset test \
+        --predictions predictions.json [--merged]
     python -m maskrcnn_benchmark.data.evaluation odinw  --results results.json [--which 35] [--allow-missing]
 
 For "odinw", ``results.json`` is test_grounding_net.py's ``summary.json``, finetune.py's ``finetune_results.json``,
@@ -16,7 +19,6 @@ import argparse
 import json
 import logging
 import sys
-from typing import List, Optional
 
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
 
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.kind == "odinw":

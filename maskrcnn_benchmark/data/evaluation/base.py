@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def read_json(path: str) -> Any:
     """Load a JSON file, with an error naming the file when it is missing or malformed."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "r") as stream:
+    with open(path) as stream:
         try:
             return json.load(stream)
         except json.JSONDecodeError as error:
@@ -47,11 +48,13 @@ def image_info_getter(dataset: Any) -> ImageInfo:
     """Return ``idx -> image record`` for a data set exposing ``get_img_info(idx)``."""
     getter = getattr(dataset, "get_img_info", None)
     if getter is None:
-        raise TypeError(f"{type(dataset).__name__} has no get_img_info(idx); the evaluators need the original image size")
+        raise TypeError(
+            f"{type(dataset).__name__} has no get_img_info(idx); the evaluators need the original image size"
+        )
     return getter
 
 
-def boxlist_to_original_xyxy(boxlist: Any, width: int, height: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def boxlist_to_original_xyxy(boxlist: Any, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale a ``BoxList`` from network-input to original-image coordinates.
 
     The scaling is upstream's ``BoxList.resize((width, height))``: x multiplied by width / input width,
@@ -95,7 +98,7 @@ class DatasetEvaluator:
     predictions_file = "predictions.json"
     metrics_file = "metrics.json"
 
-    def __init__(self, image_info: Optional[ImageInfo] = None, output_dir: Optional[str] = None):
+    def __init__(self, image_info: ImageInfo | None = None, output_dir: str | None = None):
         self.image_info = image_info
         self.output_dir = output_dir
         self.reset()
@@ -130,14 +133,14 @@ class DatasetEvaluator:
             return
         self._state = self._merge(all_gather(self._state))
 
-    def summarize(self) -> Dict[str, Any]:
+    def summarize(self) -> dict[str, Any]:
         """Score the accumulated predictions; writes ``metrics.json`` to ``output_dir`` when set."""
         metrics = self._score()
         if self.output_dir:
             atomic_write_json(os.path.join(self.output_dir, self.metrics_file), metrics)
         return metrics
 
-    def write_predictions(self, path: Optional[str] = None) -> Optional[str]:
+    def write_predictions(self, path: str | None = None) -> str | None:
         """Write the accumulated predictions as JSON (atomically); returns the path or None if nowhere to write."""
         if path is None:
             if not self.output_dir:
@@ -145,7 +148,7 @@ class DatasetEvaluator:
             path = os.path.join(self.output_dir, self.predictions_file)
         return atomic_write_json(path, self._predictions_json())
 
-    def evaluate(self) -> Dict[str, Any]:
+    def evaluate(self) -> dict[str, Any]:
         """synchronize + (rank 0) write_predictions + summarize; other ranks return an empty dict."""
         from maskrcnn_benchmark.utils.distributed import is_main_process
 
@@ -162,10 +165,10 @@ class DatasetEvaluator:
     def _add(self, info: Mapping[str, Any], boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _merge(self, states: List[Any]) -> Any:
+    def _merge(self, states: list[Any]) -> Any:
         raise NotImplementedError
 
-    def _score(self) -> Dict[str, Any]:
+    def _score(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def _predictions_json(self) -> Any:

@@ -18,7 +18,8 @@ import csv
 import io
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 BACKENDS = ("pycocotools", "faster")
 
-GroundTruth = Union[str, Dict[str, Any], Any]
+GroundTruth = str | dict[str, Any] | Any
 
 
 def coco_records_from_arrays(
@@ -48,9 +49,9 @@ def coco_records_from_arrays(
     boxes_xyxy: np.ndarray,
     scores: np.ndarray,
     labels: np.ndarray,
-    label_to_category_id: Optional[Mapping[int, int]] = None,
+    label_to_category_id: Mapping[int, int] | None = None,
     plus_one: bool = True,
-) -> List[Dict[str, Any]]:
+) -> list[dict[str, Any]]:
     """Turn one image's detections into COCO result records.
 
     Args:
@@ -86,7 +87,7 @@ def coco_records_from_arrays(
     return records
 
 
-def _load_gt_dict(gt: GroundTruth) -> Dict[str, Any]:
+def _load_gt_dict(gt: GroundTruth) -> dict[str, Any]:
     if isinstance(gt, str):
         return read_json(gt)
     if isinstance(gt, dict):
@@ -115,7 +116,7 @@ def _coco_api(backend: str):
     raise ValueError(f"unknown COCO evaluation backend {backend!r}; choose one of {BACKENDS}")
 
 
-def _build_coco(coco_cls, dataset: Dict[str, Any]):
+def _build_coco(coco_cls, dataset: dict[str, Any]):
     with contextlib.redirect_stdout(io.StringIO()) as captured:
         api = coco_cls()
         api.dataset = dataset
@@ -124,7 +125,7 @@ def _build_coco(coco_cls, dataset: Dict[str, Any]):
     return api
 
 
-def _check_records(predictions: Sequence[Dict[str, Any]], gt_dict: Dict[str, Any], source: str) -> None:
+def _check_records(predictions: Sequence[dict[str, Any]], gt_dict: dict[str, Any], source: str) -> None:
     image_ids = {image["id"] for image in gt_dict.get("images", [])}
     category_ids = {category["id"] for category in gt_dict.get("categories", [])}
     for index, record in enumerate(predictions):
@@ -140,10 +141,10 @@ def _check_records(predictions: Sequence[Dict[str, Any]], gt_dict: Dict[str, Any
 
 
 def run_cocoeval(
-    gt_dict: Dict[str, Any],
-    predictions: Union[Sequence[Dict[str, Any]], np.ndarray],
+    gt_dict: dict[str, Any],
+    predictions: Sequence[dict[str, Any]] | np.ndarray,
     backend: str = "pycocotools",
-    img_ids: Optional[Sequence[int]] = None,
+    img_ids: Sequence[int] | None = None,
     max_dets: Sequence[int] = (1, 10, 100),
     lvis_style: bool = False,
 ):
@@ -176,14 +177,14 @@ def run_cocoeval(
     return evaluator
 
 
-def _mean_valid(values: np.ndarray) -> Optional[float]:
+def _mean_valid(values: np.ndarray) -> float | None:
     valid = values[values > -1]
     if valid.size == 0:
         return None
     return float(np.mean(valid)) * 100.0
 
 
-def summarize_cocoeval(evaluator) -> Dict[str, Optional[float]]:
+def summarize_cocoeval(evaluator) -> dict[str, float | None]:
     """The 12 standard COCO numbers (percent) computed from ``evaluator.eval`` (same for both back ends)."""
     params = evaluator.params
     precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
@@ -215,7 +216,7 @@ def summarize_cocoeval(evaluator) -> Dict[str, Optional[float]]:
     return metrics
 
 
-def per_category_ap(evaluator, gt_dict: Dict[str, Any]) -> Dict[str, Optional[float]]:
+def per_category_ap(evaluator, gt_dict: dict[str, Any]) -> dict[str, float | None]:
     """AP (IoU 0.50:0.95, all areas, last maxDets) per category, keyed by category name (percent)."""
     names = {category["id"]: category.get("name", str(category["id"])) for category in gt_dict["categories"]}
     precision = np.asarray(evaluator.eval["precision"])
@@ -230,11 +231,11 @@ def per_category_ap(evaluator, gt_dict: Dict[str, Any]) -> Dict[str, Optional[fl
 
 def evaluate_coco_bbox(
     gt: GroundTruth,
-    predictions: Union[str, Sequence[Dict[str, Any]]],
+    predictions: str | Sequence[dict[str, Any]],
     backend: str = "pycocotools",
     per_category: bool = True,
-    img_ids: Optional[Sequence[int]] = None,
-) -> Dict[str, Any]:
+    img_ids: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Score COCO-format box predictions against a COCO-format ground truth.
 
     Args:
@@ -256,7 +257,7 @@ def evaluate_coco_bbox(
         raise ValueError(f"{source}: expected a list of result records, got {type(predictions).__name__}")
     _check_records(predictions, gt_dict, source)
     evaluator = run_cocoeval(gt_dict, predictions, backend=backend, img_ids=img_ids)
-    metrics: Dict[str, Any] = summarize_cocoeval(evaluator)
+    metrics: dict[str, Any] = summarize_cocoeval(evaluator)
     metrics["num_predictions"] = len(predictions)
     metrics["backend"] = backend
     if per_category:
@@ -264,7 +265,7 @@ def evaluate_coco_bbox(
     return metrics
 
 
-def format_per_category_table(per_category: Mapping[str, Optional[float]]) -> str:
+def format_per_category_table(per_category: Mapping[str, float | None]) -> str:
     """A two-column text table "category | AP" (upstream writes the same as a csv)."""
     width = max([len("category")] + [len(name) for name in per_category])
     lines = [f"{'category':<{width}} | AP", f"{'-' * width}-|------"]
@@ -290,9 +291,9 @@ class CocoEvaluator(DatasetEvaluator):
     def __init__(
         self,
         gt: GroundTruth,
-        label_to_category_id: Optional[Mapping[int, int]] = None,
-        image_info: Optional[ImageInfo] = None,
-        output_dir: Optional[str] = None,
+        label_to_category_id: Mapping[int, int] | None = None,
+        image_info: ImageInfo | None = None,
+        output_dir: str | None = None,
         backend: str = "pycocotools",
     ):
         _coco_api(backend)  # validate early
@@ -302,7 +303,7 @@ class CocoEvaluator(DatasetEvaluator):
         super().__init__(image_info=image_info, output_dir=output_dir)
 
     @classmethod
-    def from_dataset(cls, dataset: Any, output_dir: Optional[str] = None, backend: str = "pycocotools"):
+    def from_dataset(cls, dataset: Any, output_dir: str | None = None, backend: str = "pycocotools"):
         """Build from a detection data set exposing ``coco`` (or ``ann_file``), the label map and get_img_info."""
         gt = getattr(dataset, "coco", None) or getattr(dataset, "ann_file", None)
         if gt is None:
@@ -310,23 +311,23 @@ class CocoEvaluator(DatasetEvaluator):
         label_map = getattr(dataset, "contiguous_category_id_to_json_id", None)
         return cls(gt, label_map, image_info_getter(dataset), output_dir=output_dir, backend=backend)
 
-    def _empty_state(self) -> List[Dict[str, Any]]:
+    def _empty_state(self) -> list[dict[str, Any]]:
         return []
 
     def _add(self, info, boxes, scores, labels) -> None:
         self._state.extend(coco_records_from_arrays(info["id"], boxes, scores, labels, self.label_to_category_id))
 
-    def update_records(self, records: Sequence[Dict[str, Any]]) -> None:
+    def update_records(self, records: Sequence[dict[str, Any]]) -> None:
         """Add ready-made COCO result records (json ids, xywh in original pixels)."""
         self._state.extend(dict(record) for record in records)
 
-    def _merge(self, states: List[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    def _merge(self, states: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         return [record for state in states for record in state]
 
-    def _predictions_json(self) -> List[Dict[str, Any]]:
+    def _predictions_json(self) -> list[dict[str, Any]]:
         return self._state
 
-    def summarize(self) -> Dict[str, Any]:
+    def summarize(self) -> dict[str, Any]:
         """COCO AP; with ``output_dir`` also writes ``metrics.json`` and ``per_category_ap.csv`` (as upstream)."""
         metrics = super().summarize()
         if self.output_dir:
@@ -338,7 +339,7 @@ class CocoEvaluator(DatasetEvaluator):
             atomic_write_text(os.path.join(self.output_dir, "per_category_ap.csv"), table.getvalue())
         return metrics
 
-    def _score(self) -> Dict[str, Any]:
+    def _score(self) -> dict[str, Any]:
         metrics = evaluate_coco_bbox(self.gt_dict, self._state, backend=self.backend)
         logger.info("COCO box AP %.2f (AP50 %s, AP75 %s) from %d predictions", metrics["AP"] or 0.0,
                     metrics["AP50"], metrics["AP75"], len(self._state))

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ TOPK = (1, 5, 10, -1)
 PHRASE_TYPES = ("people", "clothing", "bodyparts", "animals", "vehicles", "instruments", "scene", "other")
 
 # (image id, sentence index) -> list of (phrase types, ground-truth boxes float [G, 4] xyxy), phrase order
-GroundTruth = Dict[Tuple[str, int], List[Tuple[Tuple[str, ...], np.ndarray]]]
+GroundTruth = dict[tuple[str, int], list[tuple[tuple[str, ...], np.ndarray]]]
 
 
 def _merge(boxes: np.ndarray) -> np.ndarray:
@@ -63,7 +64,7 @@ def load_flickr_ground_truth(root: str, subset: str = "test", merge_boxes: bool 
             f"{split_file}: Flickr30k Entities split list not found; set DATASETS.FLICKR_ENTITIES_ROOT to the folder "
             "holding {val,test}.txt, Annotations/ and Sentences/"
         )
-    with open(split_file, "r") as stream:
+    with open(split_file) as stream:
         image_ids = [line.strip() for line in stream if line.strip()]
     ground_truth: GroundTruth = {}
     for image_id in image_ids:
@@ -83,7 +84,7 @@ def load_flickr_ground_truth(root: str, subset: str = "test", merge_boxes: bool 
     return ground_truth
 
 
-def _normalise_predictions(predictions: Union[str, Sequence[Mapping[str, Any]]], source: str):
+def _normalise_predictions(predictions: str | Sequence[Mapping[str, Any]], source: str):
     if isinstance(predictions, str):
         predictions = read_json(predictions)
     table = {}
@@ -97,13 +98,13 @@ def _normalise_predictions(predictions: Union[str, Sequence[Mapping[str, Any]]],
 
 
 def evaluate_flickr(
-    gt: Union[str, GroundTruth],
-    predictions: Union[str, Sequence[Mapping[str, Any]]],
+    gt: str | GroundTruth,
+    predictions: str | Sequence[Mapping[str, Any]],
     subset: str = "test",
     merge_boxes: bool = False,
     topk: Sequence[int] = TOPK,
     iou_threshold: float = 0.5,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Recall@k of phrase grounding predictions.
 
     Args:
@@ -126,8 +127,8 @@ def evaluate_flickr(
         examples = ", ".join(f"image {image} sentence {sentence}" for image, sentence in missing[:5])
         raise ValueError(f"{source}: no prediction for {len(missing)} of {len(gt)} sentences ({examples})")
     names = ["Upper_bound" if k == -1 else f"R@{k}" for k in topk]
-    hits: Dict[str, np.ndarray] = {}
-    counts: Dict[str, int] = {}
+    hits: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
     for key, phrases in gt.items():
         predicted = table[key]
         if len(predicted) != len(phrases):
@@ -143,7 +144,7 @@ def evaluate_flickr(
             for group in ("all",) + phrase_types:
                 hits[group] = hits.get(group, np.zeros(len(topk), dtype=np.int64)) + row
                 counts[group] = counts.get(group, 0) + 1
-    metrics: Dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
     total = counts.get("all", 0)
     for name, value in zip(names, hits.get("all", np.zeros(len(topk)))):
         metrics[name] = 100.0 * float(value) / total if total else None
@@ -170,26 +171,29 @@ class FlickrEvaluator(DatasetEvaluator):
         merge_boxes: "merged" protocol instead of any-box.
     """
 
-    def __init__(self, flickr_root: str, subset: str = "test", image_info: Optional[ImageInfo] = None,
-                 output_dir: Optional[str] = None, merge_boxes: bool = False):
+    def __init__(self, flickr_root: str, subset: str = "test", image_info: ImageInfo | None = None,
+                 output_dir: str | None = None, merge_boxes: bool = False):
         self.flickr_root = flickr_root
         self.subset = subset
         self.merge_boxes = merge_boxes
         super().__init__(image_info=image_info, output_dir=output_dir)
 
     @classmethod
-    def from_dataset(cls, dataset: Any, flickr_root: str, subset: str = "test", output_dir: Optional[str] = None,
+    def from_dataset(cls, dataset: Any, flickr_root: str, subset: str = "test", output_dir: str | None = None,
                      merge_boxes: bool = False):
         return cls(flickr_root, subset, image_info_getter(dataset), output_dir=output_dir, merge_boxes=merge_boxes)
 
-    def _empty_state(self) -> Dict[Tuple[str, int], Dict[str, Any]]:
+    def _empty_state(self) -> dict[tuple[str, int], dict[str, Any]]:
         return {}
 
     def _add(self, info, boxes, scores, labels) -> None:
         for key in ("original_img_id", "sentence_id"):
             if key not in info:
                 raise ValueError(f"image record {info.get('id')} has no {key!r}; not a Flickr30k MDETR-style record")
-        num_phrases = len(info["tokens_positive_eval"]) if "tokens_positive_eval" in info else int(labels.max(initial=0))
+        if "tokens_positive_eval" in info:
+            num_phrases = len(info["tokens_positive_eval"])
+        else:
+            num_phrases = int(labels.max(initial=0))
         key = (str(info["original_img_id"]), int(info["sentence_id"]))
         entry = self._state.setdefault(key, {"num_phrases": num_phrases, "boxes": [], "scores": [], "labels": []})
         entry["boxes"].append(boxes)
@@ -197,7 +201,7 @@ class FlickrEvaluator(DatasetEvaluator):
         entry["labels"].append(labels)
 
     def _merge(self, states):
-        merged: Dict[Tuple[str, int], Dict[str, Any]] = {}
+        merged: dict[tuple[str, int], dict[str, Any]] = {}
         for state in states:
             for key, entry in state.items():
                 target = merged.setdefault(key, {"num_phrases": entry["num_phrases"], "boxes": [], "scores": [],
@@ -206,7 +210,7 @@ class FlickrEvaluator(DatasetEvaluator):
                     target[field].extend(entry[field])
         return merged
 
-    def _predictions_json(self) -> List[Dict[str, Any]]:
+    def _predictions_json(self) -> list[dict[str, Any]]:
         records = []
         for (image_id, sentence_id), entry in sorted(self._state.items()):
             boxes = np.concatenate(entry["boxes"]).reshape(-1, 4)
@@ -221,7 +225,7 @@ class FlickrEvaluator(DatasetEvaluator):
             records.append({"image_id": image_id, "sentence_id": sentence_id, "boxes": per_phrase})
         return records
 
-    def _score(self) -> Dict[str, Any]:
+    def _score(self) -> dict[str, Any]:
         metrics = evaluate_flickr(self.flickr_root, self._predictions_json(), subset=self.subset,
                                   merge_boxes=self.merge_boxes)
         logger.info("Flickr30k %s (%s): R@1 %s R@5 %s R@10 %s", self.subset, metrics["protocol"], metrics["R@1"],

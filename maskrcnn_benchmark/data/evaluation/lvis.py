@@ -20,7 +20,8 @@ import contextlib
 import copy
 import logging
 import warnings
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def numpy_float_alias() -> Iterator[None]:
             del np.float  # type: ignore[attr-defined]
 
 
-def records_to_rows(records: Sequence[Dict[str, Any]]) -> np.ndarray:
+def records_to_rows(records: Sequence[dict[str, Any]]) -> np.ndarray:
     """Result records -> float64 [N, 7] rows (image_id, x, y, w, h, score, category_id)."""
     rows = np.zeros((len(records), 7), dtype=np.float64)
     for i, record in enumerate(records):
@@ -72,7 +73,7 @@ def records_to_rows(records: Sequence[Dict[str, Any]]) -> np.ndarray:
     return rows
 
 
-def rows_to_records(rows: np.ndarray) -> List[Dict[str, Any]]:
+def rows_to_records(rows: np.ndarray) -> list[dict[str, Any]]:
     """Inverse of :func:`records_to_rows`."""
     return [
         {"image_id": int(row[0]), "category_id": int(row[6]), "bbox": [float(v) for v in row[1:5]],
@@ -96,12 +97,12 @@ def _top_rows(rows: np.ndarray, column: int, limit: int) -> np.ndarray:
     return rows[rank < limit]
 
 
-def keep_topk_per_category(records: Sequence[Dict[str, Any]], topk: int) -> List[Dict[str, Any]]:
+def keep_topk_per_category(records: Sequence[dict[str, Any]], topk: int) -> list[dict[str, Any]]:
     """Keep, for every category, its ``topk`` highest-scoring records (ties keep their input order)."""
     return rows_to_records(_top_rows(records_to_rows(records), 6, topk))
 
 
-def _lvis_backend(gt_dict, rows: np.ndarray, max_dets: int) -> Dict[str, Optional[float]]:
+def _lvis_backend(gt_dict, rows: np.ndarray, max_dets: int) -> dict[str, float | None]:
     try:
         from lvis import LVIS, LVISEval, LVISResults
     except ImportError as error:
@@ -133,7 +134,7 @@ def _lvis_backend(gt_dict, rows: np.ndarray, max_dets: int) -> Dict[str, Optiona
     return metrics
 
 
-def _faster_backend(gt_dict, rows: np.ndarray) -> Dict[str, Optional[float]]:
+def _faster_backend(gt_dict, rows: np.ndarray) -> dict[str, float | None]:
     # the per-image cap (if any) is already applied; "no cap" is a cap larger than any image's count
     evaluator = run_cocoeval(gt_dict, rows, backend="faster", max_dets=(max(len(rows), 1),), lvis_style=True)
     precision = np.asarray(evaluator.eval["precision"])[..., 0, -1]  # [T, R, K] at area "all"
@@ -155,7 +156,7 @@ def _faster_backend(gt_dict, rows: np.ndarray) -> Dict[str, Optional[float]]:
     return metrics
 
 
-def _check_lvis_gt(gt_dict: Dict[str, Any], source: str) -> None:
+def _check_lvis_gt(gt_dict: dict[str, Any], source: str) -> None:
     for category in gt_dict.get("categories", []):
         if "frequency" not in category:
             raise ValueError(f"{source}: category {category.get('id')} has no 'frequency' (r/c/f); not an LVIS file")
@@ -166,12 +167,12 @@ def _check_lvis_gt(gt_dict: Dict[str, Any], source: str) -> None:
 
 
 def evaluate_lvis(
-    gt: Union[str, Dict[str, Any], Any],
-    predictions: Union[str, Sequence[Dict[str, Any]], np.ndarray],
+    gt: str | dict[str, Any] | Any,
+    predictions: str | Sequence[dict[str, Any]] | np.ndarray,
     backend: str = "lvis",
     fixed_ap: bool = True,
     topk: int = FIXED_AP_TOPK,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Score LVIS box predictions.
 
     Args:
@@ -211,7 +212,7 @@ def evaluate_lvis(
         max_dets = NORMAL_AP_MAX_DETS
     if len(rows) == 0:
         logger.warning("%s: no predictions; every LVIS metric is 0", pred_source)
-        metrics: Dict[str, Any] = {name: 0.0 for name in LVIS_METRIC_NAMES}
+        metrics: dict[str, Any] = {name: 0.0 for name in LVIS_METRIC_NAMES}
     elif backend == "lvis":
         metrics = _lvis_backend(copy.deepcopy(gt_dict), rows, max_dets)
     else:
@@ -240,9 +241,9 @@ class LvisEvaluator(DatasetEvaluator):
 
     def __init__(
         self,
-        gt: Union[str, Dict[str, Any], Any],
-        image_info: Optional[ImageInfo] = None,
-        output_dir: Optional[str] = None,
+        gt: str | dict[str, Any] | Any,
+        image_info: ImageInfo | None = None,
+        output_dir: str | None = None,
         fixed_ap: bool = True,
         topk: int = FIXED_AP_TOPK,
         backend: str = "lvis",
@@ -254,14 +255,14 @@ class LvisEvaluator(DatasetEvaluator):
         super().__init__(image_info=image_info, output_dir=output_dir)
 
     @classmethod
-    def from_dataset(cls, dataset: Any, output_dir: Optional[str] = None, **kwargs):
+    def from_dataset(cls, dataset: Any, output_dir: str | None = None, **kwargs):
         """Build from an LVIS data set exposing ``lvis`` / ``coco`` (api with ``.dataset``) or ``ann_file``."""
         gt = getattr(dataset, "lvis", None) or getattr(dataset, "coco", None) or getattr(dataset, "ann_file", None)
         if gt is None:
             raise TypeError(f"{type(dataset).__name__} exposes none of .lvis, .coco, .ann_file")
         return cls(gt, image_info_getter(dataset), output_dir=output_dir, **kwargs)
 
-    def _empty_state(self) -> Dict[int, List[np.ndarray]]:
+    def _empty_state(self) -> dict[int, list[np.ndarray]]:
         return {}  # category id -> list of float64 [n, 7] row blocks
 
     def _add(self, info, boxes, scores, labels) -> None:
@@ -273,7 +274,7 @@ class LvisEvaluator(DatasetEvaluator):
         rows[:, 6] = labels
         self._add_rows(rows)
 
-    def update_records(self, records: Sequence[Dict[str, Any]]) -> None:
+    def update_records(self, records: Sequence[dict[str, Any]]) -> None:
         """Add ready-made LVIS result records (xywh without +1, original pixels)."""
         self._add_rows(records_to_rows(records))
 
@@ -284,8 +285,8 @@ class LvisEvaluator(DatasetEvaluator):
             if self.fixed_ap and sum(len(b) for b in blocks) > 2 * self.topk:  # amortised trimming
                 self._state[category_id] = [_top_rows(np.concatenate(blocks), 6, self.topk)]
 
-    def _merge(self, states: List[Dict[int, List[np.ndarray]]]) -> Dict[int, List[np.ndarray]]:
-        merged: Dict[int, List[np.ndarray]] = {}
+    def _merge(self, states: list[dict[int, list[np.ndarray]]]) -> dict[int, list[np.ndarray]]:
+        merged: dict[int, list[np.ndarray]] = {}
         for state in states:
             for category_id, blocks in state.items():
                 merged.setdefault(category_id, []).extend(blocks)
@@ -299,14 +300,14 @@ class LvisEvaluator(DatasetEvaluator):
         rows = np.concatenate(blocks) if blocks else np.zeros((0, 7))
         return _top_rows(rows, 6, self.topk) if self.fixed_ap else rows
 
-    def records(self) -> List[Dict[str, Any]]:
+    def records(self) -> list[dict[str, Any]]:
         """All kept predictions as LVIS result records."""
         return rows_to_records(self.rows())
 
-    def _predictions_json(self) -> List[Dict[str, Any]]:
+    def _predictions_json(self) -> list[dict[str, Any]]:
         return self.records()
 
-    def _score(self) -> Dict[str, Any]:
+    def _score(self) -> dict[str, Any]:
         metrics = evaluate_lvis(self.gt_dict, self.rows(), backend=self.backend, fixed_ap=self.fixed_ap,
                                 topk=self.topk)
         logger.info("LVIS %s: AP %s APr %s APc %s APf %s", metrics["protocol"], metrics["AP"], metrics["APr"],

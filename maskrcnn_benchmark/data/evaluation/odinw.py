@@ -13,7 +13,8 @@ keyed by a task yaml path or a path ending in ``.yaml`` is matched by its stem.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["ODINW_13", "ODINW_35", "odinw_names", "odinw_average", "format_odinw_table", "collect_odinw_results"]
 
@@ -73,7 +74,7 @@ ODINW_35 = (
 )
 
 
-def odinw_names(which: Union[int, str]) -> tuple:
+def odinw_names(which: int | str) -> tuple:
     """The data set list for ``which`` in {13, 35} (ints or strings like "odinw_13")."""
     key = str(which).lower().replace("odinw", "").strip("_- ")
     if key == "13":
@@ -98,7 +99,7 @@ def _ap_of(value: Any, name: str) -> float:
     return float(value)
 
 
-def collect_odinw_results(results: Mapping[str, Any]) -> Dict[str, Any]:
+def collect_odinw_results(results: Mapping[str, Any]) -> dict[str, Any]:
     """Per-task AP from what the tools write, keyed by task (yaml path or stem).
 
     Accepts ``tools/test_grounding_net.py``'s ``summary.json`` (``{"tasks": {task: {data set: metrics}}}``;
@@ -123,9 +124,9 @@ def collect_odinw_results(results: Mapping[str, Any]) -> Dict[str, Any]:
 
 def odinw_average(
     results: Mapping[str, Any],
-    which: Union[int, str] = 13,
+    which: int | str = 13,
     allow_missing: bool = False,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Average per-data-set AP over the ODinW-13 or ODinW-35 list.
 
     Args:
@@ -146,7 +147,7 @@ def odinw_average(
     per_dataset = {name: _ap_of(by_key[name][1], name) for name in names if name in by_key}
     missing = [name for name in names if name not in by_key]
     ignored = sorted(key for key in by_key if key not in names)
-    report: Dict[str, Any] = {
+    report: dict[str, Any] = {
         "which": f"odinw_{len(names)}",
         "per_dataset": per_dataset,
         "missing": missing,
@@ -156,7 +157,8 @@ def odinw_average(
     if missing:
         if not allow_missing:
             raise ValueError(
-                f"ODinW-{len(names)} average needs all {len(names)} data sets; missing {len(missing)}: {', '.join(missing)}"
+                f"ODinW-{len(names)} average needs all {len(names)} data sets; "
+                f"missing {len(missing)}: {', '.join(missing)}"
             )
         report["average"] = None
         report["partial_average"] = sum(per_dataset.values()) / len(per_dataset) if per_dataset else None
@@ -167,14 +169,14 @@ def odinw_average(
 
 def format_odinw_table(report: Mapping[str, Any]) -> str:
     """A readable "data set | AP" table ending with the average line (or the partial one, labelled)."""
-    per_dataset: Dict[str, float] = report["per_dataset"]
-    rows: List[str] = []
+    per_dataset: dict[str, float] = report["per_dataset"]
+    rows: list[str] = []
     names = list(per_dataset) + list(report.get("missing", []))
     width = max([len("data set")] + [len(name) for name in names])
     rows.append(f"{'data set':<{width}} | AP")
     rows.append(f"{'-' * width}-|------")
     for name in names:
-        value: Optional[float] = per_dataset.get(name)
+        value: float | None = per_dataset.get(name)
         rows.append(f"{name:<{width}} | {'MISSING' if value is None else f'{value:.1f}'}")
     if report.get("average") is not None:
         rows.append(f"{'average (' + report['which'] + ')':<{width}} | {report['average']:.1f}")

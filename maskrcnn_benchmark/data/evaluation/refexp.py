@@ -12,7 +12,8 @@ Results are grouped by the image entry's ``dataset_name`` (refcoco, refcoco+, re
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,9 +78,9 @@ def generalized_box_iou_xyxy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarr
         return np.where(hull > 0, iou - (hull - union) / hull, iou)
 
 
-def _ground_truth_boxes(gt_dict: Dict[str, Any], source: str) -> Dict[int, Tuple[str, np.ndarray]]:
+def _ground_truth_boxes(gt_dict: dict[str, Any], source: str) -> dict[int, tuple[str, np.ndarray]]:
     """image id -> (dataset_name, xyxy box) with the one-box-per-expression check."""
-    boxes: Dict[int, List[List[float]]] = {}
+    boxes: dict[int, list[list[float]]] = {}
     for annotation in gt_dict.get("annotations", []):
         boxes.setdefault(annotation["image_id"], []).append(annotation["bbox"])
     table = {}
@@ -94,11 +95,11 @@ def _ground_truth_boxes(gt_dict: Dict[str, Any], source: str) -> Dict[int, Tuple
 
 
 def evaluate_refexp(
-    gt: Union[str, Dict[str, Any], Any],
-    predictions: Union[str, Sequence[Mapping[str, Any]], Mapping[int, Mapping[str, Any]]],
+    gt: str | dict[str, Any] | Any,
+    predictions: str | Sequence[Mapping[str, Any]] | Mapping[int, Mapping[str, Any]],
     topk: Sequence[int] = TOPK,
     threshold: float = THRESHOLD,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Score referring-expression predictions.
 
     Args:
@@ -125,10 +126,11 @@ def evaluate_refexp(
     missing = sorted(set(targets) - set(by_image))
     if missing:
         raise ValueError(
-            f"{pred_source}: no prediction for {len(missing)} of {len(targets)} expressions (image ids {missing[:5]}...)"
+            f"{pred_source}: no prediction for {len(missing)} of {len(targets)} expressions "
+            f"(image ids {missing[:5]}...)"
         )
-    hits: Dict[str, Dict[str, int]] = {}
-    totals: Dict[str, int] = {}
+    hits: dict[str, dict[str, int]] = {}
+    totals: dict[str, int] = {}
     for image_id, (dataset_name, target) in targets.items():
         boxes, scores = _sorted_prediction(by_image[image_id], pred_source)
         counts = hits.setdefault(dataset_name, {})
@@ -140,7 +142,7 @@ def evaluate_refexp(
         for k in topk:
             counts[f"P@{k}"] = counts.get(f"P@{k}", 0) + int(giou[:k].max() >= threshold)
             counts[f"P@{k}_iou"] = counts.get(f"P@{k}_iou", 0) + int(iou[:k].max() >= threshold)
-    metrics: Dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
     for dataset_name, total in totals.items():
         entry = {}
         for k in topk:
@@ -154,7 +156,7 @@ def evaluate_refexp(
     return metrics
 
 
-def _sorted_prediction(prediction: Mapping[str, Any], source: str) -> Tuple[np.ndarray, np.ndarray]:
+def _sorted_prediction(prediction: Mapping[str, Any], source: str) -> tuple[np.ndarray, np.ndarray]:
     boxes = np.asarray(prediction.get("boxes", []), dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(prediction.get("scores", []), dtype=np.float64).reshape(-1)
     if len(boxes) != len(scores):
@@ -176,28 +178,28 @@ class RefExpEvaluator(DatasetEvaluator):
         output_dir: where ``predictions.json`` and ``metrics.json`` go.
     """
 
-    def __init__(self, gt, image_info: Optional[ImageInfo] = None, output_dir: Optional[str] = None,
+    def __init__(self, gt, image_info: ImageInfo | None = None, output_dir: str | None = None,
                  topk: Sequence[int] = TOPK):
         self.gt_dict = _load_gt_dict(gt)
         self.topk = tuple(topk)
         super().__init__(image_info=image_info, output_dir=output_dir)
 
     @classmethod
-    def from_dataset(cls, dataset: Any, output_dir: Optional[str] = None):
+    def from_dataset(cls, dataset: Any, output_dir: str | None = None):
         gt = getattr(dataset, "coco", None) or getattr(dataset, "ann_file", None)
         if gt is None:
             raise TypeError(f"{type(dataset).__name__} exposes neither .coco nor .ann_file")
         return cls(gt, image_info_getter(dataset), output_dir=output_dir)
 
-    def _empty_state(self) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+    def _empty_state(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         return {}
 
     def _add(self, info, boxes, scores, labels) -> None:
         image_id = int(info["id"])
         self._state[image_id] = self._best(self._state.get(image_id), boxes, scores)
 
-    def _best(self, kept: Optional[Tuple[np.ndarray, np.ndarray]], boxes: np.ndarray, scores: np.ndarray
-              ) -> Tuple[np.ndarray, np.ndarray]:
+    def _best(self, kept: tuple[np.ndarray, np.ndarray] | None, boxes: np.ndarray, scores: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
         """The max(topk) highest-scoring boxes among ``kept`` and the new ones."""
         if kept is not None:
             boxes = np.concatenate([kept[0], boxes])
@@ -206,19 +208,19 @@ class RefExpEvaluator(DatasetEvaluator):
         return boxes[order], scores[order]
 
     def _merge(self, states):
-        merged: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        merged: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for state in states:
             for image_id, (boxes, scores) in state.items():
                 merged[image_id] = self._best(merged.get(image_id), boxes, scores)
         return merged
 
-    def _predictions_json(self) -> List[Dict[str, Any]]:
+    def _predictions_json(self) -> list[dict[str, Any]]:
         return [
             {"image_id": image_id, "boxes": boxes.tolist(), "scores": scores.tolist()}
             for image_id, (boxes, scores) in sorted(self._state.items())
         ]
 
-    def _score(self) -> Dict[str, Any]:
+    def _score(self) -> dict[str, Any]:
         metrics = evaluate_refexp(self.gt_dict, self._predictions_json(), topk=self.topk)
         logger.info("RefExp accuracy (P@1, GIoU>=0.5) %.2f; with IoU>=0.5 %.2f", metrics["accuracy"],
                     metrics["accuracy_iou"])

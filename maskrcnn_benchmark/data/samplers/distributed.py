@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Sized
+from collections.abc import Iterator, Sized
 
 import torch
 from torch.utils.data import Sampler
@@ -32,8 +32,8 @@ class DistributedSampler(Sampler[int]):
     def __init__(
         self,
         dataset: Sized,
-        num_replicas: Optional[int] = None,
-        rank: Optional[int] = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
         shuffle: bool = True,
         seed: int = 0,
         pad: bool = True,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Sequence
+from collections.abc import Iterator, Sequence
 
 from torch.utils.data import Sampler
 
 __all__ = ["GroupedBatchSampler"]
 
 
-class GroupedBatchSampler(Sampler[List[int]]):
+class GroupedBatchSampler(Sampler[list[int]]):
     """Wrap a sampler so that every batch holds indices of one group only.
 
     Indices are taken in the wrapped sampler's order and collected per group; a batch is emitted as soon as a
@@ -31,9 +31,9 @@ class GroupedBatchSampler(Sampler[List[int]]):
         self.batch_size = int(batch_size)
         self.drop_uneven = bool(drop_uneven)
 
-    def __iter__(self) -> Iterator[List[int]]:
-        buffers: Dict[int, List[int]] = {}
-        first_drawn: Dict[int, int] = {}  # group -> draw position of its buffer's first index
+    def __iter__(self) -> Iterator[list[int]]:
+        buffers: dict[int, list[int]] = {}
+        first_drawn: dict[int, int] = {}  # group -> draw position of its buffer's first index
         for position, idx in enumerate(self.sampler):
             group = self.group_ids[idx]
             buf = buffers.setdefault(group, [])
@@ -49,7 +49,7 @@ class GroupedBatchSampler(Sampler[List[int]]):
                 yield list(buffers[group])
 
     def __len__(self) -> int:
-        counts: Dict[int, int] = {}
+        counts: dict[int, int] = {}
         for idx in self.sampler:
             counts[self.group_ids[idx]] = counts.get(self.group_ids[idx], 0) + 1
         if self.drop_uneven:

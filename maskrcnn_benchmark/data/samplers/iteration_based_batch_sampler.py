@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List, NamedTuple, Optional
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from torch.utils.data import Sampler
 
@@ -22,7 +23,7 @@ def sample_seed(base_seed: int, epoch: int, index: int) -> int:
     return value % (2**63 - 1)
 
 
-class IterationBasedBatchSampler(Sampler[List]):
+class IterationBasedBatchSampler(Sampler[list]):
     """Repeat a batch sampler over epochs until ``num_iterations`` batches were produced.
 
     Before each epoch ``e`` (0, 1, ...) the wrapped sampler gets ``set_epoch(e)``, so with a seeded sampler
@@ -40,7 +41,7 @@ class IterationBasedBatchSampler(Sampler[List]):
     """
 
     def __init__(
-        self, batch_sampler: Sampler, num_iterations: int, start_iter: int = 0, seed_samples: Optional[int] = None
+        self, batch_sampler: Sampler, num_iterations: int, start_iter: int = 0, seed_samples: int | None = None
     ):
         if num_iterations < 0 or start_iter < 0:
             raise ValueError(f"num_iterations ({num_iterations}) and start_iter ({start_iter}) must be >= 0")
@@ -56,7 +57,7 @@ class IterationBasedBatchSampler(Sampler[List]):
         elif hasattr(getattr(target, "sampler", None), "set_epoch"):
             target.sampler.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[List]:
+    def __iter__(self) -> Iterator[list]:
         iteration = 0
         epoch = 0
         while iteration < self.num_iterations:

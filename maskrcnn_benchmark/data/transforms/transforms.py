@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class Compose:
     def __init__(self, transforms: Sequence[Any]):
         self.transforms = list(transforms)
 
-    def __call__(self, image: Any, target: Any = None) -> Tuple[Any, Any]:
+    def __call__(self, image: Any, target: Any = None) -> tuple[Any, Any]:
         for t in self.transforms:
             image, target = t(image, target)
         return image, target
@@ -45,7 +46,7 @@ class Compose:
         return f"{type(self).__name__}({inner}\n)"
 
 
-def resized_size(width: int, height: int, min_size: int, max_size: Optional[int]) -> Tuple[int, int]:
+def resized_size(width: int, height: int, min_size: int, max_size: int | None) -> tuple[int, int]:
     """Output (height, width) of upstream's resize rule.
 
     The shorter side becomes ``min_size`` unless the longer side would exceed ``max_size``, in which case
@@ -79,7 +80,7 @@ class Resize:
         max_size: cap on the longer side (``INPUT.MAX_SIZE_*``).
     """
 
-    def __init__(self, min_size: Union[int, Sequence[int]], max_size: Optional[int]):
+    def __init__(self, min_size: int | Sequence[int], max_size: int | None):
         if isinstance(min_size, int):
             min_size = (min_size,)
         self.min_size = tuple(int(s) for s in min_size)
@@ -87,7 +88,7 @@ class Resize:
             raise ValueError(f"Resize: min_size must be positive sizes, got {min_size}")
         self.max_size = max_size
 
-    def __call__(self, image: Any, target: Any = None) -> Tuple[Any, Any]:
+    def __call__(self, image: Any, target: Any = None) -> tuple[Any, Any]:
         width, height = image.size
         size = random.choice(self.min_size)
         out_h, out_w = resized_size(width, height, size, self.max_size)
@@ -103,7 +104,7 @@ class Resize:
 
 def swap_left_right(
     caption: str, spans: Sequence[Sequence[Sequence[int]]]
-) -> Tuple[str, List[List[List[int]]]]:
+) -> tuple[str, list[list[list[int]]]]:
     """Swap the words "left" and "right" in a caption and move character spans accordingly.
 
     Args:
@@ -113,9 +114,9 @@ def swap_left_right(
     Returns:
         (new_caption, new_spans) with spans pointing at the same words in the new caption.
     """
-    pieces: List[str] = []
+    pieces: list[str] = []
     # old offset -> new offset, piecewise: (old_start, old_end, new_start, new_end)
-    edits: List[Tuple[int, int, int, int]] = []
+    edits: list[tuple[int, int, int, int]] = []
     last = 0
     shift = 0
     for m in _LEFT_RIGHT.finditer(caption):
@@ -156,7 +157,7 @@ class RandomHorizontalFlip:
         self.prob = float(prob)
         self.swap_left_right = bool(swap_left_right)
 
-    def __call__(self, image: Any, target: Any = None) -> Tuple[Any, Any]:
+    def __call__(self, image: Any, target: Any = None) -> tuple[Any, Any]:
         if self.prob <= 0 or random.random() >= self.prob:
             return image, target
         image = F.hflip(image)
@@ -186,7 +187,7 @@ class ToTensor:
     intra-op thread pool for these small per-image operations.
     """
 
-    def __call__(self, image: Any, target: Any = None) -> Tuple[torch.Tensor, Any]:
+    def __call__(self, image: Any, target: Any = None) -> tuple[torch.Tensor, Any]:
         if isinstance(image, torch.Tensor):
             return image, target
         array = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
@@ -217,7 +218,7 @@ class Normalize:
         self.std = [float(s) for s in std]
         self.to_bgr255 = bool(to_bgr255)
 
-    def __call__(self, image: torch.Tensor, target: Any = None) -> Tuple[torch.Tensor, Any]:
+    def __call__(self, image: torch.Tensor, target: Any = None) -> tuple[torch.Tensor, Any]:
         array = image.detach().cpu().numpy().astype(np.float32, copy=False)
         if self.to_bgr255:
             array = array[[2, 1, 0]] * np.float32(255)

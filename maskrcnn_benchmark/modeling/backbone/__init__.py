@@ -5,7 +5,12 @@ Importing this package registers ``SWINT-FPN-RETINANET`` in :data:`~maskrcnn_ben
 
 from maskrcnn_benchmark.modeling.backbone import fpn, swin  # noqa: F401
 from maskrcnn_benchmark.modeling.backbone.fusion_backbone import (  # noqa: F401
-    FusionBackbone, ImagePrefix, TextPrefix, build_fusion_backbone, build_swint_fpn_retinanet)
+    FusionBackbone,
+    ImagePrefix,
+    TextPrefix,
+    build_fusion_backbone,
+    build_swint_fpn_retinanet,
+)
 from maskrcnn_benchmark.modeling.registry import BACKBONES
 
 __all__ = ["build_backbone", "build_fusion_backbone", "FusionBackbone", "ImagePrefix", "TextPrefix"]

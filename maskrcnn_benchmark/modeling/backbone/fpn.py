@@ -10,7 +10,7 @@ maps below the top level in training, and ``top_blocks`` = :class:`LastLevelP6P7
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +81,7 @@ class LastLevelP6P7(nn.Module):
         self.p7 = conv_kaiming_uniform(out_channels, out_channels, 3, 2)
         self.use_p5 = in_channels == out_channels
 
-    def forward(self, c5: Tensor, p5: Tensor) -> List[Tensor]:
+    def forward(self, c5: Tensor, p5: Tensor) -> list[Tensor]:
         p6 = self.p6(p5 if self.use_p5 else c5)
         return [p6, self.p7(F.relu(p6))]
 
@@ -98,9 +98,9 @@ class FPN(nn.Module):
     """
 
     def __init__(self, in_channels_list: Sequence[int], out_channels: int,
-                 top_blocks: Optional[LastLevelP6P7] = None, drop_block: Optional[DropBlock2D] = None):
+                 top_blocks: LastLevelP6P7 | None = None, drop_block: DropBlock2D | None = None):
         super().__init__()
-        self.levels: List[int] = []  # indices into the input list that have a lateral
+        self.levels: list[int] = []  # indices into the input list that have a lateral
         for idx, in_channels in enumerate(in_channels_list):
             if in_channels == 0:
                 continue
@@ -112,7 +112,7 @@ class FPN(nn.Module):
         self.top_blocks = top_blocks
         self.drop_block = drop_block
 
-    def forward(self, features: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+    def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """
         Args:
             features: one map per entry of ``in_channels_list`` (skipped levels may hold anything).

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import List, Mapping, NamedTuple, Tuple, Union
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
@@ -51,7 +52,7 @@ class ImagePrefix(NamedTuple):
         height, width: stage-3 grid size.
     """
 
-    stage_maps: Tuple[Tensor, ...]
+    stage_maps: tuple[Tensor, ...]
     tokens: Tensor
     height: int
     width: int
@@ -60,7 +61,7 @@ class ImagePrefix(NamedTuple):
     def batch_size(self) -> int:
         return self.tokens.shape[0]
 
-    def expand(self, batch_size: int) -> "ImagePrefix":
+    def expand(self, batch_size: int) -> ImagePrefix:
         """Repeat a single-image prefix ``batch_size`` times (one image, several prompts)."""
         if self.batch_size == batch_size:
             return self
@@ -85,7 +86,7 @@ class TextPrefix(NamedTuple):
     def batch_size(self) -> int:
         return self.hidden.shape[0]
 
-    def expand(self, batch_size: int) -> "TextPrefix":
+    def expand(self, batch_size: int) -> TextPrefix:
         """Repeat a single-caption prefix ``batch_size`` times (one prompt, several images)."""
         if self.batch_size == batch_size:
             return self
@@ -124,7 +125,7 @@ class FusionBackbone(nn.Module):
             nn.init.zeros_(self.tunable_linear.weight)
         self._check_pairing()
 
-    def _fused_image_blocks(self) -> List[Tuple[int, int]]:
+    def _fused_image_blocks(self) -> list[tuple[int, int]]:
         """(stage, block) of every fused Swin block, in execution order."""
         return [(s, b) for s in range(4) for b, blk in enumerate(self.backbone.body.layers[s].blocks)
                 if blk.fused]
@@ -191,8 +192,8 @@ class FusionBackbone(nn.Module):
             text = model.run_layer(i, text, key_mask)
         return TextPrefix(text, attention_mask)
 
-    def forward_from_prefix(self, prefix: ImagePrefix, text: Union[Mapping[str, Tensor], TextPrefix]
-                            ) -> Tuple[Tuple[Tensor, ...], LanguageDict]:
+    def forward_from_prefix(self, prefix: ImagePrefix, text: Mapping[str, Tensor] | TextPrefix
+                            ) -> tuple[tuple[Tensor, ...], LanguageDict]:
         """Finish the forward pass from :meth:`forward_image_prefix`'s result.
 
         Args:
@@ -235,7 +236,7 @@ class FusionBackbone(nn.Module):
         return self.backbone.fpn(maps), language
 
     def forward(self, tokenizer_input: Mapping[str, Tensor], images
-                ) -> Tuple[Tuple[Tensor, ...], LanguageDict]:
+                ) -> tuple[tuple[Tensor, ...], LanguageDict]:
         """
         Args:
             tokenizer_input: ``{"input_ids": LongTensor[B, L], "attention_mask": Tensor[B, L]}``.

@@ -12,7 +12,7 @@ Token layout: images travel as ``(B, H*W, C)`` token sequences (row-major) with 
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -125,7 +125,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
         self.norm = nn.LayerNorm(embed_dim) if patch_norm else None
 
-    def forward(self, images: Tensor) -> Tuple[Tensor, int, int]:
+    def forward(self, images: Tensor) -> tuple[Tensor, int, int]:
         """
         Args:
             images (Tensor[B, in_chans, H, W]).
@@ -164,8 +164,8 @@ class WindowAttention(nn.Module):
     """
 
     def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
-                 dim_text: Optional[int] = None, i2t_query_norm: bool = False):
+                 qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 dim_text: int | None = None, i2t_query_norm: bool = False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -203,7 +203,7 @@ class WindowAttention(nn.Module):
         """[..., T, C] -> [..., heads, T, head_dim]."""
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
 
-    def _self_attention(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def _self_attention(self, x: Tensor, mask: Tensor | None) -> Tensor:
         # softmax(scale * q k^T + relative bias [+ shift mask]) v through the fused SDPA kernel. Windows are
         # folded into the head axis, [B, nW * heads, N, hd], so the per-window bias/mask [nW * heads, N, N]
         # broadcasts over the image batch without being copied per image.
@@ -222,7 +222,7 @@ class WindowAttention(nn.Module):
         out = out.unflatten(1, (nw, self.num_heads)).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
         return self.proj_drop(self.proj(out))
 
-    def _image_to_text(self, x: Tensor, text: Tensor, text_mask: Optional[Tensor]) -> Tensor:
+    def _image_to_text(self, x: Tensor, text: Tensor, text_mask: Tensor | None) -> Tensor:
         # All windows of one image attend to the same text; instead of repeating text keys per window
         # (upstream), queries of all windows of an image are stacked: same result, no copies.
         b, lt, _ = text.shape
@@ -239,8 +239,8 @@ class WindowAttention(nn.Module):
         out = out.transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop_i2t(self.proj_i2t(out))
 
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None, text: Optional[Tensor] = None,
-                text_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None, text: Tensor | None = None,
+                text_mask: Tensor | None = None) -> Tensor:
         """
         Args:
             x (Tensor[B*nW, N, C]): window tokens, N = window**2, windows image-major.
@@ -270,8 +270,8 @@ class SwinTransformerBlock(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, window: int = 7, shift: int = 0, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale: Optional[float] = None, drop: float = 0.0,
-                 attn_drop: float = 0.0, drop_path: float = 0.0, dim_text: Optional[int] = None,
+                 qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0,
+                 attn_drop: float = 0.0, drop_path: float = 0.0, dim_text: int | None = None,
                  i2t_query_norm: bool = False):
         super().__init__()
         if not 0 <= shift < window:
@@ -289,8 +289,8 @@ class SwinTransformerBlock(nn.Module):
         """Whether this block owns image-to-text cross-attention parameters."""
         return self.attn.fused
 
-    def forward(self, x: Tensor, height: int, width: int, shift_mask: Optional[Tensor] = None,
-                text: Optional[Tensor] = None, text_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, height: int, width: int, shift_mask: Tensor | None = None,
+                text: Tensor | None = None, text_mask: Tensor | None = None) -> Tensor:
         """
         Args:
             x (Tensor[B, H*W, C]): tokens of an H x W grid.
@@ -333,7 +333,7 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
         self.norm = nn.LayerNorm(4 * dim)
 
-    def forward(self, x: Tensor, height: int, width: int) -> Tuple[Tensor, int, int]:
+    def forward(self, x: Tensor, height: int, width: int) -> tuple[Tensor, int, int]:
         """
         Args:
             x (Tensor[B, H*W, C]).
@@ -364,9 +364,9 @@ class BasicLayer(nn.Module):
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window: int, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale: Optional[float] = None, drop: float = 0.0,
+                 qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_path: Sequence[float] = (), downsample: bool = False,
-                 use_checkpoint: bool = False, dim_text: Optional[int] = None, num_fused: int = 0,
+                 use_checkpoint: bool = False, dim_text: int | None = None, num_fused: int = 0,
                  i2t_query_norm: bool = False):
         super().__init__()
         if not 0 <= num_fused <= depth:
@@ -389,7 +389,7 @@ class BasicLayer(nn.Module):
         return shifted_window_mask(height, width, self.window, self.shift, device)
 
     def run_block(self, index: int, x: Tensor, height: int, width: int, shift_mask: Tensor,
-                  text: Optional[Tensor] = None, text_mask: Optional[Tensor] = None) -> Tensor:
+                  text: Tensor | None = None, text_mask: Tensor | None = None) -> Tensor:
         """Run block ``index`` (gradient-checkpointed when enabled and training)."""
         block = self.blocks[index]
         if self.use_checkpoint and self.training and torch.is_grad_enabled():
@@ -397,8 +397,8 @@ class BasicLayer(nn.Module):
                                                use_reentrant=False)
         return block(x, height, width, shift_mask, text, text_mask)
 
-    def forward(self, x: Tensor, height: int, width: int, text: Optional[Tensor] = None,
-                text_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, int, int]:
+    def forward(self, x: Tensor, height: int, width: int, text: Tensor | None = None,
+                text_mask: Tensor | None = None) -> tuple[Tensor, Tensor, int, int]:
         """Run all blocks with a FIXED text (no text update; the fusion wrapper interleaves updates itself).
 
         Returns:
@@ -410,7 +410,7 @@ class BasicLayer(nn.Module):
             x = self.run_block(i, x, height, width, mask, text, text_mask)
         return (x,) + self.downsample_tokens(x, height, width)
 
-    def downsample_tokens(self, x: Tensor, height: int, width: int) -> Tuple[Tensor, int, int]:
+    def downsample_tokens(self, x: Tensor, height: int, width: int) -> tuple[Tensor, int, int]:
         """Apply the trailing PatchMerging if any."""
         if self.downsample is None:
             return x, height, width
@@ -438,10 +438,10 @@ class SwinTransformer(nn.Module):
 
     def __init__(self, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96,
                  depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
-                 window: int = 7, mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: Optional[float] = None,
+                 window: int = 7, mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: float | None = None,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
                  patch_norm: bool = True, frozen_stages: int = -1, use_checkpoint: bool = False,
-                 dim_text: Optional[int] = None, fusion_blocks_stage3: int = 4, i2t_query_norm: bool = False,
+                 dim_text: int | None = None, fusion_blocks_stage3: int = 4, i2t_query_norm: bool = False,
                  first_norm_identity: bool = True):
         super().__init__()
         if len(depths) != 4 or len(num_heads) != 4:
@@ -493,13 +493,13 @@ class SwinTransformer(nn.Module):
         x = getattr(self, f"norm{index}")(x)
         return x.transpose(1, 2).reshape(x.shape[0], self.num_features[index], height, width)
 
-    def embed(self, images: Tensor) -> Tuple[Tensor, int, int]:
+    def embed(self, images: Tensor) -> tuple[Tensor, int, int]:
         """Patch embedding + position dropout: (Tensor[B, H/4*W/4, C], H/4, W/4)."""
         x, h, w = self.patch_embed(images)
         return self.pos_drop(x), h, w
 
-    def forward(self, images: Tensor, text: Optional[Tensor] = None,
-                text_mask: Optional[Tensor] = None) -> List[Tensor]:
+    def forward(self, images: Tensor, text: Tensor | None = None,
+                text_mask: Tensor | None = None) -> list[Tensor]:
         """Image-only (or fixed-text) forward.
 
         Args:

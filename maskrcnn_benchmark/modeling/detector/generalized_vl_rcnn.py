@@ -6,7 +6,7 @@ training, one ``BoxList`` per image at test. State-dict prefixes are upstream's:
 """
 
 import logging
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -81,7 +81,7 @@ class GeneralizedVLRCNN(nn.Module):
     def tokenizer(self, tokenizer) -> None:
         self._tokenizer = tokenizer
 
-    def tokenize(self, captions: Sequence[str], device=None) -> Dict[str, torch.Tensor]:
+    def tokenize(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
         """``{"input_ids", "attention_mask"}``, each Tensor[B, L] (L = MAX_QUERY_LEN with PAD_MAX, truncated)."""
         if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
             raise TypeError("captions must be a list of strings, one per image")
@@ -90,7 +90,7 @@ class GeneralizedVLRCNN(nn.Module):
                                  return_tensors="pt")
         return {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
 
-    def _text_input(self, captions, tokenizer_input, targets, batch_size: int, device) -> Dict[str, torch.Tensor]:
+    def _text_input(self, captions, tokenizer_input, targets, batch_size: int, device) -> dict[str, torch.Tensor]:
         if tokenizer_input is not None:
             return {key: tokenizer_input[key].to(device) for key in ("input_ids", "attention_mask")}
         if captions is None and targets is not None and all(t.has_field("caption") for t in targets):
@@ -103,8 +103,8 @@ class GeneralizedVLRCNN(nn.Module):
         return self.tokenize(captions, device)
 
     # ---------------------------------------------------------------------------------------------- forward
-    def forward(self, images, targets: Optional[Sequence[BoxList]] = None, captions: Optional[Sequence[str]] = None,
-                positive_map=None, tokenizer_input: Optional[Mapping[str, torch.Tensor]] = None):
+    def forward(self, images, targets: Sequence[BoxList] | None = None, captions: Sequence[str] | None = None,
+                positive_map=None, tokenizer_input: Mapping[str, torch.Tensor] | None = None):
         """Run the detector.
 
         Args:
@@ -160,7 +160,7 @@ class GeneralizedVLRCNN(nn.Module):
                 parameter.requires_grad_(False)
 
 
-def phrases_for_labels(labels, caption: str, label_to_spans: Mapping[int, Sequence[Tuple[int, int]]]) -> List[str]:
+def phrases_for_labels(labels, caption: str, label_to_spans: Mapping[int, Sequence[tuple[int, int]]]) -> list[str]:
     """The caption text each predicted label stands for.
 
     Args:

@@ -5,8 +5,7 @@ Importing this package registers ``roberta-fused-v2`` in
 """
 
 from maskrcnn_benchmark.modeling.language_backbone import roberta  # noqa: F401
-from maskrcnn_benchmark.modeling.language_backbone.tokenizer import (  # noqa: F401
-    build_tokenizer, write_local_bpe_tokenizer)
+from maskrcnn_benchmark.modeling.language_backbone.tokenizer import build_tokenizer, write_local_bpe_tokenizer  # noqa: F401
 from maskrcnn_benchmark.modeling.registry import LANGUAGE_BACKBONES
 
 __all__ = ["build_language_backbone", "build_tokenizer", "write_local_bpe_tokenizer"]

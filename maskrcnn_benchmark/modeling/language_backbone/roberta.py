@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, TypedDict
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +72,7 @@ class RobertaArch:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     pad_token_id: int = 1
-    fusion_kv_dims: Dict[int, int] = field(default_factory=dict)
+    fusion_kv_dims: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -180,7 +181,7 @@ class RobertaSelfAttention(nn.Module):
         kv_dim: key/value input width (default D; the image width for cross-attention).
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float, kv_dim: Optional[int] = None):
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, kv_dim: int | None = None):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
         kv_dim = kv_dim or hidden_size
@@ -192,8 +193,8 @@ class RobertaSelfAttention(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
 
-    def forward(self, hidden: Tensor, key_mask: Optional[Tensor] = None,
-                encoder_hidden: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, key_mask: Tensor | None = None,
+                encoder_hidden: Tensor | None = None) -> Tensor:
         """
         Args:
             hidden (Tensor[B, L, D]): queries (and keys/values without ``encoder_hidden``).
@@ -232,14 +233,14 @@ class RobertaSelfOutput(nn.Module):
 class RobertaAttention(nn.Module):
     """``self`` (attention) + ``output`` (dense, dropout; LayerNorm applied by the layer)."""
 
-    def __init__(self, arch: RobertaArch, kv_dim: Optional[int] = None, cross: bool = False):
+    def __init__(self, arch: RobertaArch, kv_dim: int | None = None, cross: bool = False):
         super().__init__()
         self.self = RobertaSelfAttention(arch.hidden_size, arch.num_heads, arch.attention_dropout, kv_dim)
         self.output = RobertaSelfOutput(arch.hidden_size, arch.layer_norm_eps, arch.hidden_dropout,
                                         with_layer_norm=not cross)
 
-    def forward(self, hidden: Tensor, key_mask: Optional[Tensor] = None,
-                encoder_hidden: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, key_mask: Tensor | None = None,
+                encoder_hidden: Tensor | None = None) -> Tensor:
         return self.output(self.self(hidden, key_mask, encoder_hidden))
 
 
@@ -272,7 +273,7 @@ class RobertaLayer(nn.Module):
         kv_dim: image-token width for ``crossattention_t2i``; ``None`` = no cross-attention.
     """
 
-    def __init__(self, arch: RobertaArch, kv_dim: Optional[int] = None):
+    def __init__(self, arch: RobertaArch, kv_dim: int | None = None):
         super().__init__()
         self.attention = RobertaAttention(arch)
         if kv_dim is not None:
@@ -286,8 +287,8 @@ class RobertaLayer(nn.Module):
         """Whether this layer owns text-to-image cross-attention parameters."""
         return hasattr(self, "crossattention_t2i")
 
-    def forward(self, hidden: Tensor, key_mask: Optional[Tensor] = None,
-                image_tokens: Optional[Tensor] = None) -> Tensor:
+    def forward(self, hidden: Tensor, key_mask: Tensor | None = None,
+                image_tokens: Tensor | None = None) -> Tensor:
         """
         Args:
             hidden (Tensor[B, L, D]).
@@ -352,16 +353,16 @@ class RobertaModel(nn.Module):
         """Additive mask Tensor[B, 1, 1, L] in the parameters' dtype (see :func:`extended_attention_mask`)."""
         return extended_attention_mask(attention_mask, self.embeddings.word_embeddings.weight.dtype)
 
-    def run_layer(self, index: int, hidden: Tensor, key_mask: Optional[Tensor] = None,
-                  image_tokens: Optional[Tensor] = None) -> Tensor:
+    def run_layer(self, index: int, hidden: Tensor, key_mask: Tensor | None = None,
+                  image_tokens: Tensor | None = None) -> Tensor:
         """Run encoder layer ``index`` (gradient-checkpointed when enabled and training); see :class:`RobertaLayer`."""
         layer = self.encoder.layer[index]
         if self.use_checkpoint and self.training and torch.is_grad_enabled():
             return torch_checkpoint.checkpoint(layer, hidden, key_mask, image_tokens, use_reentrant=False)
         return layer(hidden, key_mask, image_tokens)
 
-    def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
-                image_tokens: Optional[Mapping[int, Tensor]] = None) -> Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                image_tokens: Mapping[int, Tensor] | None = None) -> Tensor:
         """Text-only forward (optionally with FIXED image tokens per fused layer).
 
         Args:
@@ -407,7 +408,7 @@ class RobertaFusedEncoder(nn.Module):
         return aggregate_language_features(hidden, mask)
 
 
-def roberta_arch_from_cfg(cfg, fusion_kv_dims: Optional[Dict[int, int]] = None) -> RobertaArch:
+def roberta_arch_from_cfg(cfg, fusion_kv_dims: dict[int, int] | None = None) -> RobertaArch:
     """Read the text-encoder numbers from ``cfg.MODEL.LANGUAGE_BACKBONE`` (defaults = roberta-base)."""
     lb = cfg.MODEL.LANGUAGE_BACKBONE
     return RobertaArch(
@@ -419,7 +420,7 @@ def roberta_arch_from_cfg(cfg, fusion_kv_dims: Optional[Dict[int, int]] = None) 
         fusion_kv_dims=dict(fusion_kv_dims or {}))
 
 
-def fusion_kv_dims_from_cfg(cfg) -> Dict[int, int]:
+def fusion_kv_dims_from_cfg(cfg) -> dict[int, int]:
     """Which text layers get cross-attention and their image width, from the Swin settings.
 
     The last ``FUSION_BLOCKS_STAGE3 + DEPTHS[3]`` text layers are fused, in order with the fused Swin blocks:

@@ -6,7 +6,7 @@ Anchors are xyxy with the +1 pixel convention. For FIBER: one square anchor of `
 e.g. ``[-28, -28, 35, 35]`` at cell (0, 0) of the stride-8 level.
 """
 
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -57,7 +57,7 @@ def generate_cell_anchors(stride: int, sizes: Sequence[float], aspect_ratios: Se
 
 
 def anchor_sizes_per_level(anchor_sizes: Sequence[float], octave: float,
-                           scales_per_octave: int) -> List[Tuple[float, ...]]:
+                           scales_per_octave: int) -> list[tuple[float, ...]]:
     """One tuple of sizes per FPN level: ``size * octave ** (j / scales_per_octave)`` for each scale j."""
     return [tuple(size * octave ** (j / float(scales_per_octave)) for j in range(scales_per_octave))
             for size in anchor_sizes]
@@ -97,11 +97,11 @@ class AnchorGenerator(nn.Module):
         self.cell_anchors = _CellAnchors([generate_cell_anchors(stride, sizes, aspect_ratios)
                                           for stride, sizes in zip(self.strides, sizes_per_level)])
 
-    def num_anchors_per_location(self) -> List[int]:
+    def num_anchors_per_location(self) -> list[int]:
         """Anchors per location of each level."""
         return [self.cell_anchors[i].shape[0] for i in range(len(self.cell_anchors))]
 
-    def grid_anchors(self, grid_sizes: Sequence[Tuple[int, int]]) -> List[torch.Tensor]:
+    def grid_anchors(self, grid_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
         """Anchors of feature maps of the given (height, width) sizes.
 
         Returns:
@@ -120,7 +120,7 @@ class AnchorGenerator(nn.Module):
             anchors.append((shifts[:, None, :] + cell[None, :, :]).reshape(-1, 4))
         return anchors
 
-    def forward(self, feature_maps: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, feature_maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Anchors for a batch's feature maps (the same for every image of the padded batch).
 
         Args:

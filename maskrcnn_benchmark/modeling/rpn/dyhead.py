@@ -7,7 +7,7 @@ the level itself), a scale attention, and a dynamic ReLU (upstream-facts.md 1.10
 upstream: ``DyConv.{0,1,2}.conv/bn``, ``AttnConv.1``, ``relu.fc.{0,2}``, ``offset``.
 """
 
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +115,7 @@ class DyConv(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def _level_terms(self, features: Sequence[torch.Tensor], level: int) -> List[torch.Tensor]:
+    def _level_terms(self, features: Sequence[torch.Tensor], level: int) -> list[torch.Tensor]:
         """The same-level, finer-level and coarser-level convolutions for one level."""
         feature = features[level]
         offset_mask = self.offset(feature)
@@ -132,7 +132,7 @@ class DyConv(nn.Module):
             terms.append(F.interpolate(coarser, size=feature.shape[-2:], mode="bilinear", align_corners=True))
         return terms
 
-    def forward(self, features: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Args: features: per level Tensor[B, C, H_l, W_l]. Returns: list of the same shapes."""
         outputs = []
         for level in range(len(features)):
@@ -145,7 +145,7 @@ class DyConv(nn.Module):
 class DyHeadTower(nn.Sequential):
     """``num_convs`` DyConv blocks applied one after the other to the list of FPN levels."""
 
-    def forward(self, features: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         features = list(features)
         for block in self:
             features = block(features)

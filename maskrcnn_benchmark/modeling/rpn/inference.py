@@ -14,7 +14,8 @@ so the candidates, their order and the results are the same, at a fraction of th
 """
 
 import logging
-from typing import List, Mapping, NamedTuple, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -42,7 +43,7 @@ class LabelTokens(NamedTuple):
     """
 
     labels: torch.Tensor
-    tokens: List[torch.Tensor]
+    tokens: list[torch.Tensor]
 
 
 def make_label_tokens(label_to_tokens: Mapping[int, Sequence[int]], num_tokens: int, num_slots: int,
@@ -93,7 +94,7 @@ def aggregate_token_scores(token_probs: torch.Tensor, label_tokens: LabelTokens,
     return torch.stack(columns, dim=-1)
 
 
-def _flatten_level(box_regression: torch.Tensor, centerness: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _flatten_level(box_regression: torch.Tensor, centerness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, 4A, H, W]`` and ``[B, A, H, W]`` -> ``[B, H*W*A, 4]`` and ``[B, H*W*A]`` (anchor order)."""
     batch, _, height, width = box_regression.shape
     box_regression = box_regression.view(batch, -1, 4, height, width).permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
@@ -132,7 +133,7 @@ class ATSSPostProcessor(nn.Module):
         self.box_coder = box_coder or BoxCoder()
 
     def _single_level(self, box_regression, centerness, dot_product_logits, anchors, image_sizes,
-                      label_tokens: LabelTokens) -> List[BoxList]:
+                      label_tokens: LabelTokens) -> list[BoxList]:
         box_regression, centerness = _flatten_level(box_regression, centerness)
         scores = aggregate_token_scores(dot_product_logits.sigmoid(), label_tokens, self.score_agg)
         candidates = scores > self.pre_nms_thresh
@@ -164,8 +165,8 @@ class ATSSPostProcessor(nn.Module):
 
     def forward(self, box_regression: Sequence[torch.Tensor], centerness: Sequence[torch.Tensor],
                 dot_product_logits: Sequence[torch.Tensor], anchors_per_level: Sequence[torch.Tensor],
-                image_sizes: Sequence[Tuple[int, int]], label_to_tokens: Mapping[int, Sequence[int]]
-                ) -> List[BoxList]:
+                image_sizes: Sequence[tuple[int, int]], label_to_tokens: Mapping[int, Sequence[int]]
+                ) -> list[BoxList]:
         """Detections of a batch.
 
         Args:

@@ -14,7 +14,8 @@ Losses (all computed in float32, also under autocast):
 """
 
 import logging
-from typing import Dict, NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -125,7 +126,7 @@ def centerness_targets(reg_targets: torch.Tensor, anchors: torch.Tensor, box_cod
 
 
 def giou_loss(pred_deltas: torch.Tensor, target_deltas: torch.Tensor, anchors: torch.Tensor,
-              box_coder: BoxCoder, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+              box_coder: BoxCoder, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Summed ``1 - GIoU`` of decoded predicted and target boxes (areas without +1).
 
     Args:
@@ -192,7 +193,7 @@ class VLATSSLoss(nn.Module):
     """
 
     def __init__(self, topk: int = 9, reg_loss_weight: float = 2.0, token_alpha: float = 0.25,
-                 token_gamma: float = 2.0, token_loss_weight: float = 1.0, box_coder: Optional[BoxCoder] = None):
+                 token_gamma: float = 2.0, token_loss_weight: float = 1.0, box_coder: BoxCoder | None = None):
         super().__init__()
         self.topk = topk
         self.reg_loss_weight = reg_loss_weight
@@ -203,7 +204,7 @@ class VLATSSLoss(nn.Module):
 
     def prepare_targets(self, anchors_per_level: Sequence[torch.Tensor], gt_boxes: Sequence[torch.Tensor],
                         token_maps: Sequence[torch.Tensor], num_tokens: int,
-                        gt_labels: Optional[Sequence[torch.Tensor]] = None) -> ATSSTargets:
+                        gt_labels: Sequence[torch.Tensor] | None = None) -> ATSSTargets:
         """Targets of every image.
 
         Args:
@@ -247,7 +248,7 @@ class VLATSSLoss(nn.Module):
     def forward(self, box_regression: torch.Tensor, centerness: torch.Tensor, dot_product_logits: torch.Tensor,
                 anchors_per_level: Sequence[torch.Tensor], gt_boxes: Sequence[torch.Tensor],
                 token_maps: Sequence[torch.Tensor], text_masks: torch.Tensor,
-                gt_labels: Optional[Sequence[torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+                gt_labels: Sequence[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Losses of a batch.
 
         Args:
@@ -269,7 +270,7 @@ class VLATSSLoss(nn.Module):
                                 token_maps, text_masks, gt_labels)
 
     def _losses(self, box_regression, centerness, dot_product_logits, anchors_per_level, gt_boxes, token_maps,
-                text_masks, gt_labels) -> Dict[str, torch.Tensor]:
+                text_masks, gt_labels) -> dict[str, torch.Tensor]:
         targets = self.prepare_targets(anchors_per_level, gt_boxes, token_maps, dot_product_logits.shape[-1],
                                        gt_labels)
         device = box_regression.device

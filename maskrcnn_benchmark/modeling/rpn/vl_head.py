@@ -11,7 +11,8 @@ are frozen, never computed, and their loss is the constant 0 upstream multiplies
 
 import logging
 import math
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -59,10 +60,10 @@ class HeadOutputs(NamedTuple):
         tower_features: Tensor[B, C, H_l, W_l] DyHead tower outputs.
     """
 
-    box_regression: List[torch.Tensor]
-    centerness: List[torch.Tensor]
-    dot_product_logits: List[torch.Tensor]
-    tower_features: List[torch.Tensor]
+    box_regression: list[torch.Tensor]
+    centerness: list[torch.Tensor]
+    dot_product_logits: list[torch.Tensor]
+    tower_features: list[torch.Tensor]
 
 
 class VLDyHead(nn.Module):
@@ -109,7 +110,7 @@ class VLDyHead(nn.Module):
         for parameter in self.cls_logits.parameters():
             parameter.requires_grad_(False)
 
-    def _text_tokens(self, embedded: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _text_tokens(self, embedded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected tokens ``Tensor[B, L, C]`` and per-token biases ``Tensor[B, L]`` (pad rows are zero)."""
         normalized = F.normalize(embedded, p=2, dim=-1)
         tokens = self.dot_product_projection_text(normalized / 2.0)
@@ -162,8 +163,8 @@ TrainPositiveMap = torch.Tensor  # binary float [total boxes in the batch, L]
 TestPositiveMap = Mapping[int, Sequence[int]]  # label -> token indices
 
 
-def split_positive_map(positive_map: Union[TrainPositiveMap, TestPositiveMap, None], targets, training: bool
-                       ) -> Tuple[Optional[List[torch.Tensor]], Optional[Dict[int, List[int]]]]:
+def split_positive_map(positive_map: TrainPositiveMap | TestPositiveMap | None, targets, training: bool
+                       ) -> tuple[list[torch.Tensor] | None, dict[int, list[int]] | None]:
     """Turn upstream's polymorphic ``positive_map`` into the two values the head needs.
 
     Training: a dense binary ``Tensor[sum N_i, L]`` (rows in target order) becomes one ``Tensor[N_i, L]`` per
@@ -262,7 +263,7 @@ class VLDyHeadModule(nn.Module):
                                          anchors, images.image_sizes, label_to_tokens)
         return detections, {}, outputs.tower_features
 
-    def _losses(self, outputs: HeadOutputs, anchors, targets, token_maps, text_masks) -> Dict[str, torch.Tensor]:
+    def _losses(self, outputs: HeadOutputs, anchors, targets, token_maps, text_masks) -> dict[str, torch.Tensor]:
         batch = outputs.box_regression[0].shape[0]
         box_regression = torch.cat([r.permute(0, 2, 3, 1).reshape(batch, -1, 4) for r in outputs.box_regression], 1)
         centerness = torch.cat([c.reshape(batch, -1) for c in outputs.centerness], dim=1)

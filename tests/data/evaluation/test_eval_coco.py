@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from eval_testdata import make_coco_gt, noisy_predictions, perfect_predictions
 
 from maskrcnn_benchmark.data.evaluation.coco import (
     CocoEvaluator,
@@ -11,8 +12,6 @@ from maskrcnn_benchmark.data.evaluation.coco import (
     format_per_category_table,
 )
 from maskrcnn_benchmark.structures.bounding_box import BoxList
-
-from eval_testdata import make_coco_gt, noisy_predictions, perfect_predictions
 
 BACKENDS = ("pycocotools", "faster")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from eval_testdata import make_coco_gt, make_lvis_gt, noisy_predictions, perfect_predictions
 
 from maskrcnn_benchmark.config import cfg as default_cfg
 from maskrcnn_benchmark.data.evaluation import (
@@ -17,8 +18,6 @@ from maskrcnn_benchmark.data.evaluation import (
 )
 from maskrcnn_benchmark.data.evaluation.__main__ import main as cli_main
 from maskrcnn_benchmark.data.evaluation.odinw import ODINW_13
-
-from eval_testdata import make_coco_gt, make_lvis_gt, noisy_predictions, perfect_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

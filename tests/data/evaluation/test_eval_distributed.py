@@ -6,12 +6,11 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from eval_testdata import make_coco_gt, make_lvis_gt
 
 from maskrcnn_benchmark.data.evaluation import CocoEvaluator, LvisEvaluator, RefExpEvaluator
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.utils import distributed as comm
-
-from eval_testdata import make_coco_gt, make_lvis_gt
 
 
 def _free_port() -> int:

@@ -105,8 +105,10 @@ def test_missing_sentence_and_wrong_phrase_count_raise(flickr_root):
 
 def test_accumulator_from_boxlists(flickr_root, tmp_path):
     records = [
-        {"id": 0, "original_img_id": "100", "sentence_id": 0, "width": 200, "height": 100, "tokens_positive_eval": [0, 1]},
-        {"id": 1, "original_img_id": "100", "sentence_id": 1, "width": 200, "height": 100, "tokens_positive_eval": [0, 1]},
+        {"id": 0, "original_img_id": "100", "sentence_id": 0, "width": 200, "height": 100,
+         "tokens_positive_eval": [0, 1]},
+        {"id": 1, "original_img_id": "100", "sentence_id": 1, "width": 200, "height": 100,
+         "tokens_positive_eval": [0, 1]},
         {"id": 2, "original_img_id": "200", "sentence_id": 0, "width": 100, "height": 100, "tokens_positive_eval": [0]},
     ]
     evaluator = FlickrEvaluator(flickr_root, "test", records.__getitem__, output_dir=str(tmp_path / "out"))

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from eval_testdata import make_lvis_gt, noisy_predictions, perfect_predictions
 
 from maskrcnn_benchmark.data.evaluation.lvis import (
     LvisEvaluator,
@@ -11,8 +12,6 @@ from maskrcnn_benchmark.data.evaluation.lvis import (
     rows_to_records,
 )
 from maskrcnn_benchmark.structures.bounding_box import BoxList
-
-from eval_testdata import make_lvis_gt, noisy_predictions, perfect_predictions
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR")
 
@@ -37,7 +36,8 @@ def test_lvis_package_and_faster_agree(seed, fixed_ap, topk):
 
 def _single_gt():
     return {
-        "images": [{"id": 1, "width": 1000, "height": 1000, "neg_category_ids": [2], "not_exhaustive_category_ids": []}],
+        "images": [{"id": 1, "width": 1000, "height": 1000, "neg_category_ids": [2],
+                    "not_exhaustive_category_ids": []}],
         "categories": [{"id": 1, "name": "a", "frequency": "f"}, {"id": 2, "name": "b", "frequency": "r"}],
         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [500, 500, 50, 50], "area": 2500}],
     }

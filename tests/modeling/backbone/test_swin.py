@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from maskrcnn_benchmark.modeling.backbone.swin import (
-    BasicLayer, PatchMerging, SwinTransformer, SwinTransformerBlock, WindowAttention, relative_position_index,
-    shifted_window_mask, window_partition, window_reverse)
+    BasicLayer,
+    PatchMerging,
+    SwinTransformer,
+    SwinTransformerBlock,
+    WindowAttention,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 
 TINY = dict(embed_dim=16, depths=(1, 1, 2, 2), num_heads=(1, 2, 2, 4), window=4, drop_path_rate=0.0)
 

@@ -2,8 +2,14 @@ import pytest
 import torch
 
 from maskrcnn_benchmark.modeling.language_backbone.roberta import (
-    RobertaArch, RobertaFusedEncoder, RobertaLayer, RobertaModel, aggregate_language_features,
-    create_position_ids, extended_attention_mask)
+    RobertaArch,
+    RobertaFusedEncoder,
+    RobertaLayer,
+    RobertaModel,
+    aggregate_language_features,
+    create_position_ids,
+    extended_attention_mask,
+)
 
 ARCH = dict(vocab_size=300, hidden_size=32, num_layers=4, num_heads=2, intermediate_size=64,
             max_position_embeddings=40, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1)

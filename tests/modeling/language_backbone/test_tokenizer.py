@@ -4,7 +4,10 @@ import os
 import pytest
 
 from maskrcnn_benchmark.modeling.language_backbone.tokenizer import (
-    LOCAL_BPE_VOCAB_SIZE, build_tokenizer, write_local_bpe_tokenizer)
+    LOCAL_BPE_VOCAB_SIZE,
+    build_tokenizer,
+    write_local_bpe_tokenizer,
+)
 
 TEXTS = [
     "a red cat. a dog on the left.",

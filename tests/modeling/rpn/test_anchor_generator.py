@@ -6,8 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskrcnn_benchmark.modeling.rpn.anchor_generator import (AnchorGenerator, anchor_sizes_per_level,
-                                                               generate_cell_anchors)
+from maskrcnn_benchmark.modeling.rpn.anchor_generator import (
+    AnchorGenerator,
+    anchor_sizes_per_level,
+    generate_cell_anchors,
+)
 
 FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "upstream-state-dict"
 FIBER_SIZES = (64, 128, 256, 512, 1024)

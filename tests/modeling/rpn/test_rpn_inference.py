@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from maskrcnn_benchmark.modeling.rpn.anchor_generator import AnchorGenerator
-from maskrcnn_benchmark.modeling.rpn.inference import (ATSSPostProcessor, aggregate_token_scores,
-                                                       make_label_tokens)
+from maskrcnn_benchmark.modeling.rpn.inference import ATSSPostProcessor, aggregate_token_scores, make_label_tokens
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 
 
@@ -46,7 +45,7 @@ def _one_level_case():
 
 
 def _as_set(boxlist):
-    return {(int(l), round(float(s), 5)) for l, s in zip(boxlist.get_field("labels"), boxlist.get_field("scores"))}
+    return {(int(c), round(float(s), 5)) for c, s in zip(boxlist.get_field("labels"), boxlist.get_field("scores"))}
 
 
 def test_single_level_hand_case():
@@ -63,7 +62,7 @@ def test_single_level_hand_case():
     no_nms = ATSSPostProcessor(pre_nms_thresh=0.05, pre_nms_top_n=1000, nms_thresh=0.0, detections_per_img=100)
     [result] = no_nms([box_regression], [centerness], [logits], anchors, [(16, 16)], label_map)
     expected = {(1, 0.4), (1, 0.2), (2, 0.3), (2, 0.15)}
-    assert _as_set(result) == {(l, round(math.sqrt(s), 5)) for l, s in expected}
+    assert _as_set(result) == {(c, round(math.sqrt(s), 5)) for c, s in expected}
 
     top2 = ATSSPostProcessor(pre_nms_thresh=0.05, pre_nms_top_n=2, nms_thresh=0.0, detections_per_img=100)
     [result] = top2([box_regression], [centerness], [logits], anchors, [(16, 16)], label_map)
