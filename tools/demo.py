@@ -97,9 +97,10 @@ def _output_names(files):
 
 
 def main(args) -> int:
-    from maskrcnn_benchmark.engine.predictor import Predictor, draw_detections
+    from maskrcnn_benchmark.engine.predictor import Predictor
     from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
     from maskrcnn_benchmark.utils.logger import setup_logger
+    from maskrcnn_benchmark.utils.visualizer import draw_detections
 
     setup_logger("maskrcnn_benchmark")
     setup_logger("demo")

@@ -11,7 +11,11 @@ name only (upstream-facts.md 1.16, 1.18). This module builds that prompt once, a
   span -> token indices with upstream's fall-back rules;
 * :func:`plan_detection_prompts` / :func:`prompt_plans_from_cfg` - the list of :class:`PromptPlan` chunks
   for a class list (one forward pass each). Over-long lists are chunked, never truncated; a class whose name
-  alone does not fit raises ``ValueError`` naming it; a class that gets no token is reported by name.
+  alone does not fit raises ``ValueError`` naming it; a class that gets no token is reported by name;
+* the Python API's prompts (:class:`Prompt`): :func:`build_detection_prompts` for a class list and
+  :func:`build_grounding_prompt` for a caption, whose phrases come from user spans (:func:`normalise_spans`),
+  phrase strings (:func:`locate_phrases`) or the default split at ``.`` ``,`` ``;``
+  (:func:`split_caption_into_phrases`).
 
 Unlike upstream, which lets the model silently cut a caption at ``MAX_QUERY_LEN`` tokens (so the classes at
 the end can never score), a class list whose caption does not fit is split into several plans (with a
@@ -21,6 +25,7 @@ warning) even when ``TEST.CHUNKED_EVALUATION`` is off.
 from __future__ import annotations
 
 import logging
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +47,13 @@ __all__ = [
     "plan_detection_prompts",
     "prompt_plans_from_cfg",
     "describe_plans",
+    "Prompt",
+    "split_caption_into_phrases",
+    "normalise_spans",
+    "locate_phrases",
+    "caption_phrase_spans",
+    "build_grounding_prompt",
+    "build_detection_prompts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -485,3 +497,171 @@ def describe_plans(plans: Sequence[PromptPlan]) -> str:
     total = sum(len(p.labels) for p in plans)
     head = f"{len(plans)} prompt(s) for {total} classes"
     return "\n".join([head] + [str(p) for p in plans])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prompts of the Python API (Predictor, tools/demo.py): class lists and captions with their phrases
+# ---------------------------------------------------------------------------------------------------
+
+_PHRASE_SEPARATORS = re.compile(r"[.,;]")
+
+
+@dataclass
+class Prompt:
+    """One forward pass worth of text: a caption and ``{label: [token index]}``.
+
+    Attributes:
+        caption: the text given to the model.
+        token_map: label -> token indices (with special tokens).
+        names: label -> the class name or phrase reported for it.
+    """
+
+    caption: str
+    token_map: dict[int, list[int]]
+    names: dict[int, str] = field(default_factory=dict)
+
+
+def split_caption_into_phrases(caption: str) -> list[tuple[int, int]]:
+    """The default phrase rule: the pieces of ``caption`` between ``.``, ``,`` and ``;``, stripped.
+
+    A plain rule (no NLTK, no downloads), used when a grounding caption comes without spans or phrases.
+
+    Returns:
+        ``[(start, end), ...]`` character spans, left to right (empty pieces dropped).
+    """
+    spans = []
+    start = 0
+    for match in list(_PHRASE_SEPARATORS.finditer(caption)) + [None]:
+        end = match.start() if match is not None else len(caption)
+        piece = caption[start:end]
+        stripped = piece.strip()
+        if stripped:
+            offset = start + (len(piece) - len(piece.lstrip()))
+            spans.append((offset, offset + len(stripped)))
+        if match is not None:
+            start = match.end()
+    return spans
+
+
+def normalise_spans(caption: str, spans: Sequence[Any]) -> list[list[tuple[int, int]]]:
+    """Checks user-given phrase spans: one entry per phrase, a ``(start, end)`` pair or a list of pairs.
+
+    Returns:
+        Per phrase, its list of ``(start, end)`` character spans.
+
+    Raises:
+        ValueError: a span that is not a pair, empty, or outside the caption (names the phrase index).
+    """
+    out = []
+    for i, item in enumerate(spans):
+        is_pair = len(item) == 2 and all(isinstance(v, numbers.Integral) for v in item)
+        checked = []
+        for pair in [item] if is_pair else list(item):
+            if len(pair) != 2:
+                raise ValueError(f"phrase {i}: span {pair!r} is not a (start, end) pair")
+            start, end = int(pair[0]), int(pair[1])
+            if not 0 <= start < end <= len(caption):
+                raise ValueError(f"phrase {i}: span ({start}, {end}) is empty or outside the caption "
+                                 f"(length {len(caption)})")
+            checked.append((start, end))
+        out.append(checked)
+    return out
+
+
+def locate_phrases(caption: str, phrases: Sequence[str]) -> list[list[tuple[int, int]]]:
+    """The spans of ``phrases`` in ``caption``, searched left to right (then anywhere, for repeats).
+
+    Raises:
+        ValueError: an empty phrase, or one that does not occur in the caption.
+    """
+    spans, cursor = [], 0
+    for phrase in phrases:
+        if not phrase or not phrase.strip():
+            raise ValueError("empty phrase in 'phrases'")
+        index = caption.find(phrase, cursor)
+        if index < 0:
+            index = caption.find(phrase)
+        if index < 0:
+            raise ValueError(f"phrase {phrase!r} does not occur in the caption {caption!r}")
+        spans.append([(index, index + len(phrase))])
+        cursor = index + len(phrase)
+    return spans
+
+
+def caption_phrase_spans(caption: str, spans: Sequence[Any] | None = None,
+                         phrases: Sequence[str] | None = None) -> list[list[tuple[int, int]]]:
+    """The phrases of a grounding caption: from ``spans``, from ``phrases``, or by :func:`split_caption_into_phrases`.
+
+    Returns:
+        Per phrase (phrase ``i`` gets label ``i + 1``), its list of ``(start, end)`` character spans.
+
+    Raises:
+        ValueError: an empty caption, both ``spans`` and ``phrases``, bad spans / phrases, or no phrase found.
+    """
+    if not isinstance(caption, str) or not caption.strip():
+        raise ValueError("the caption is empty")
+    if spans is not None and phrases is not None:
+        raise ValueError("give either spans or phrases, not both")
+    if spans is not None:
+        label_spans = normalise_spans(caption, spans)
+    elif phrases is not None:
+        label_spans = locate_phrases(caption, phrases)
+    else:
+        label_spans = [[span] for span in split_caption_into_phrases(caption)]
+    if not label_spans:
+        raise ValueError(f"no phrase found in the caption {caption!r}")
+    return label_spans
+
+
+def build_grounding_prompt(caption: str, tokenizer: Any, max_query_len: int, spans: Sequence[Any] | None = None,
+                           phrases: Sequence[str] | None = None) -> Prompt:
+    """The prompt of a grounding caption (phrases as in :func:`caption_phrase_spans`; labels 1..P).
+
+    Args:
+        caption: the caption.
+        tokenizer: the model's fast tokenizer.
+        max_query_len: ``MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN``; a longer caption is refused, never cut.
+        spans, phrases: the caption's phrases (see :func:`caption_phrase_spans`).
+
+    Raises:
+        ValueError: see :func:`caption_phrase_spans`; a caption of more than ``max_query_len`` tokens.
+    """
+    label_spans = caption_phrase_spans(caption, spans, phrases)
+    encoding = tokenizer(caption, add_special_tokens=True, truncation=False)
+    if len(encoding["input_ids"]) > max_query_len:
+        raise ValueError(f"the caption has {len(encoding['input_ids'])} tokens, more than "
+                         f"MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN={max_query_len}; shorten it")
+    token_map = positive_map_dict(encoding, {i + 1: s for i, s in enumerate(label_spans)})
+    names = {i + 1: " ".join(caption[a:b] for a, b in s) for i, s in enumerate(label_spans)}
+    for label in names:
+        if label not in token_map:
+            logger.warning("phrase %d (%r) maps to no token; it cannot be detected", label, names[label])
+    return Prompt(caption, token_map, names)
+
+
+def build_detection_prompts(classes: Sequence[str] | Mapping[int, str], tokenizer: Any, separation_tokens: str = ". ",
+                            chunk_size: int = -1, max_query_len: int = DEFAULT_MAX_QUERY_LEN) -> list[Prompt]:
+    """Prompts (chunked when needed, see :func:`plan_detection_prompts`) for a list of class names.
+
+    Args:
+        classes: class names (labels 1..K in list order) or ``{label: name}``.
+        tokenizer: the model's fast tokenizer.
+        separation_tokens: ``DATASETS.SEPARATION_TOKENS``.
+        chunk_size: ``TEST.CHUNKED_EVALUATION``.
+        max_query_len: ``MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN``.
+
+    Raises:
+        ValueError: an empty list or an empty name (naming its label).
+    """
+    categories = dict(classes) if isinstance(classes, Mapping) else {i + 1: n for i, n in enumerate(classes)}
+    if not categories:
+        raise ValueError("the class list is empty: give at least one class name")
+    for label, name in categories.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"class {label}: empty class name {name!r}")
+    plans = plan_detection_prompts(categories, tokenizer, separation_tokens=separation_tokens,
+                                   chunk_size=chunk_size, max_query_len=max_query_len)
+    if len(plans) > 1:
+        logger.info("%d classes split into %d prompts (one forward pass each)", len(categories), len(plans))
+    return [Prompt(plan.caption, plan.token_map, {label: categories[label] for label in plan.labels})
+            for plan in plans]

@@ -20,7 +20,9 @@ Prompts:
   ``(start, end)`` character span or a list of them) or as ``phrases`` (substrings, located left to right).
   With neither, the caption is split into phrases at ``.``, ``,`` and ``;`` (each piece stripped of
   surrounding spaces; empty pieces dropped) - a plain rule, no NLTK and no downloads. Phrase ``i`` gets
-  label ``i + 1``; ``names`` are the phrase texts.
+  label ``i + 1``; ``names`` are the phrase texts. Both kinds are built by :mod:`maskrcnn_benchmark.data.prompts`.
+
+Results are :class:`Detections`; :mod:`maskrcnn_benchmark.utils.visualizer` draws them.
 
 Images: file paths, numpy arrays ``H x W x 3`` uint8 (BGR by default, as OpenCV reads them; ``rgb=True``
 for RGB) or ``PIL.Image`` objects. Images of different sizes are batched (``batch_size`` per forward pass).
@@ -44,17 +46,25 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+# Prompt, split_caption_into_phrases (data/prompts.py), color_for_label and draw_detections
+# (utils/visualizer.py) stay importable from here: users' scripts import them from this module.
+from maskrcnn_benchmark.data.prompts import (
+    Prompt,
+    build_detection_prompts,
+    build_grounding_prompt,
+    split_caption_into_phrases,
+)
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.structures.image_list import ImageList
+from maskrcnn_benchmark.utils.visualizer import color_for_label, draw_detections
 
 __all__ = ["Detections", "Prompt", "Predictor", "split_caption_into_phrases", "load_image", "color_for_label",
            "draw_detections"]
@@ -62,7 +72,6 @@ __all__ = ["Detections", "Prompt", "Predictor", "split_caption_into_phrases", "l
 logger = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | np.ndarray | Any  # Any: a PIL.Image.Image
-_PHRASE_SEPARATORS = re.compile(r"[.,;]")
 _PAD_MODES = ("exact", "batch", "canvas")
 
 
@@ -106,18 +115,23 @@ class Detections:
                      ) -> list[dict[str, Any]]:
         """COCO result records ``{"image_id", "category_id", "bbox": [x, y, w, h], "score", "name"}``.
 
+        Written by the evaluators' record writer (``data/evaluation/coco.py``), with upstream's +1 width.
+
         Args:
             image_id: the COCO image id to write.
             category_ids: label -> COCO category id (default: the label itself).
+
+        Raises:
+            ValueError: ``category_ids`` lacks a label that occurs in the detections.
         """
-        xywh = self.to_boxlist().convert("xywh").bbox.tolist()
-        records = []
-        for box, score, label, name in zip(xywh, self.scores.tolist(), self.labels.tolist(), self.names):
-            category = category_ids[label] if category_ids is not None else label
-            records.append({"image_id": image_id, "category_id": int(category),
-                            "bbox": [round(float(v), 3) for v in box], "score": round(float(score), 5),
-                            "name": name})
-        return records
+        from maskrcnn_benchmark.data.evaluation.coco import coco_records_from_arrays
+
+        if category_ids is not None:
+            unmapped = sorted(set(self.labels.tolist()) - set(category_ids))
+            if unmapped:
+                raise ValueError(f"category_ids has no COCO category id for label(s) {unmapped}")
+        return coco_records_from_arrays(image_id, self.boxes.numpy(), self.scores.numpy(), self.labels.numpy(),
+                                        category_ids, plus_one=True, names=self.names, box_digits=3, score_digits=5)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"source", "width", "height", "detections": [{"box", "score", "label", "name"}]}``."""
@@ -129,21 +143,6 @@ class Detections:
                            for box, score, label, name in zip(self.boxes.tolist(), self.scores.tolist(),
                                                               self.labels.tolist(), self.names)],
         }
-
-
-@dataclass
-class Prompt:
-    """One forward pass worth of text: a caption and ``{label: [token index]}``.
-
-    Attributes:
-        caption: the text given to the model.
-        token_map: label -> token indices (with special tokens).
-        names: label -> the class name or phrase reported for it.
-    """
-
-    caption: str
-    token_map: dict[int, list[int]]
-    names: dict[int, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -191,58 +190,6 @@ def load_image(image: ImageInput, rgb: bool = False):
         return image.convert("RGB"), getattr(image, "filename", "") or ""
     raise TypeError(f"unsupported image type {type(image).__name__}: pass a path, a numpy uint8 array or a "
                     f"PIL image")
-
-
-def split_caption_into_phrases(caption: str) -> list[tuple[int, int]]:
-    """The default phrase rule: the pieces of ``caption`` between ``.``, ``,`` and ``;``, stripped.
-
-    Returns:
-        ``[(start, end), ...]`` character spans, left to right (empty pieces dropped).
-    """
-    spans = []
-    start = 0
-    for match in list(_PHRASE_SEPARATORS.finditer(caption)) + [None]:
-        end = match.start() if match is not None else len(caption)
-        piece = caption[start:end]
-        stripped = piece.strip()
-        if stripped:
-            offset = start + (len(piece) - len(piece.lstrip()))
-            spans.append((offset, offset + len(stripped)))
-        if match is not None:
-            start = match.end()
-    return spans
-
-
-def _normalise_spans(caption: str, spans: Sequence[Any]) -> list[list[tuple[int, int]]]:
-    out = []
-    for i, item in enumerate(spans):
-        pairs = [item] if len(item) == 2 and all(isinstance(v, (int, np.integer)) for v in item) else list(item)
-        checked = []
-        for pair in pairs:
-            if len(pair) != 2:
-                raise ValueError(f"phrase {i}: span {pair!r} is not a (start, end) pair")
-            start, end = int(pair[0]), int(pair[1])
-            if not 0 <= start < end <= len(caption):
-                raise ValueError(f"phrase {i}: span ({start}, {end}) is empty or outside the caption "
-                                 f"(length {len(caption)})")
-            checked.append((start, end))
-        out.append(checked)
-    return out
-
-
-def _locate_phrases(caption: str, phrases: Sequence[str]) -> list[list[tuple[int, int]]]:
-    spans, cursor = [], 0
-    for phrase in phrases:
-        if not phrase or not phrase.strip():
-            raise ValueError("empty phrase in 'phrases'")
-        index = caption.find(phrase, cursor)
-        if index < 0:
-            index = caption.find(phrase)
-        if index < 0:
-            raise ValueError(f"phrase {phrase!r} does not occur in the caption {caption!r}")
-        spans.append([(index, index + len(phrase))])
-        cursor = index + len(phrase)
-    return spans
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -353,51 +300,15 @@ class Predictor:
 
     def detection_prompts(self, classes: Sequence[str] | Mapping[int, str]) -> list[Prompt]:
         """Prompts (chunked when needed) for a class list; labels 1..K in list order (or the mapping's)."""
-        from maskrcnn_benchmark.data.prompts import plan_detection_prompts
-
-        categories = dict(classes) if isinstance(classes, Mapping) else {i + 1: n for i, n in enumerate(classes)}
-        if not categories:
-            raise ValueError("the class list is empty: give at least one class name")
-        for label, name in categories.items():
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"class {label}: empty class name {name!r}")
-        plans = plan_detection_prompts(
-            categories, self.tokenizer, separation_tokens=self.cfg.DATASETS.SEPARATION_TOKENS,
-            chunk_size=int(self.cfg.TEST.CHUNKED_EVALUATION),
-            max_query_len=int(self.cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN))
-        if len(plans) > 1:
-            logger.info("%d classes split into %d prompts (one forward pass each)", len(categories), len(plans))
-        return [Prompt(plan.caption, plan.token_map, {label: categories[label] for label in plan.labels})
-                for plan in plans]
+        return build_detection_prompts(classes, self.tokenizer, separation_tokens=self.cfg.DATASETS.SEPARATION_TOKENS,
+                                       chunk_size=int(self.cfg.TEST.CHUNKED_EVALUATION),
+                                       max_query_len=int(self.cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN))
 
     def grounding_prompt(self, caption: str, spans: Sequence[Any] | None = None,
                          phrases: Sequence[str] | None = None) -> Prompt:
         """The prompt of a caption; phrases from ``spans``, ``phrases`` or the default split rule."""
-        from maskrcnn_benchmark.data.prompts import positive_map_dict
-
-        if not isinstance(caption, str) or not caption.strip():
-            raise ValueError("the caption is empty")
-        if spans is not None and phrases is not None:
-            raise ValueError("give either spans or phrases, not both")
-        if spans is not None:
-            label_spans = _normalise_spans(caption, spans)
-        elif phrases is not None:
-            label_spans = _locate_phrases(caption, phrases)
-        else:
-            label_spans = [[span] for span in split_caption_into_phrases(caption)]
-        if not label_spans:
-            raise ValueError(f"no phrase found in the caption {caption!r}")
-        encoding = self.tokenizer(caption, add_special_tokens=True, truncation=False)
-        max_len = int(self.cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN)
-        if len(encoding["input_ids"]) > max_len:
-            raise ValueError(f"the caption has {len(encoding['input_ids'])} tokens, more than "
-                             f"MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN={max_len}; shorten it")
-        token_map = positive_map_dict(encoding, {i + 1: s for i, s in enumerate(label_spans)})
-        names = {i + 1: " ".join(caption[a:b] for a, b in s) for i, s in enumerate(label_spans)}
-        for label in names:
-            if label not in token_map:
-                logger.warning("phrase %d (%r) maps to no token; it cannot be detected", label, names[label])
-        return Prompt(caption, token_map, names)
+        return build_grounding_prompt(caption, self.tokenizer, int(self.cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN),
+                                      spans=spans, phrases=phrases)
 
     def _prompts(self, prompts, spans, phrases) -> list[Prompt]:
         if isinstance(prompts, Prompt):
@@ -565,70 +476,3 @@ class Predictor:
         keep_list = keep.tolist()
         return Detections(box_t[keep], score_t[keep], label_t[keep], [names[i] for i in keep_list],
                           (int(size[0]), int(size[1])), source)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Drawing
-# ---------------------------------------------------------------------------------------------------
-
-#: Distinct, saturated RGB colours; label k (1-based) always gets ``_PALETTE[(k - 1) % len(_PALETTE)]``.
-_PALETTE = (
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-    (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40),
-    (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128),
-)
-
-
-def color_for_label(label: int) -> tuple[int, int, int]:
-    """The RGB colour of a class / phrase label (the same in every image)."""
-    return _PALETTE[(int(label) - 1) % len(_PALETTE)]
-
-
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
-
-
-def draw_detections(image, detections: Detections, line_width: int = 2, rgb: bool = False):
-    """Draws boxes and "name score" labels on a copy of ``image``.
-
-    Boxes are drawn from the lowest to the highest score (the best box ends on top), with the outline on
-    the box's pixels ``x1..x2`` / ``y1..y2`` (rounded). Then each label, best first, goes on a filled tag in
-    the box colour: just above the box, else just inside its top, else just below it, taking the first place
-    that overlaps no tag already drawn.
-
-    Args:
-        image: what :func:`load_image` accepts (BGR arrays as there).
-        detections: the image's :class:`Detections`.
-        line_width: outline width in pixels.
-        rgb: a numpy ``image`` is RGB (default BGR).
-
-    Returns:
-        ``PIL.Image`` (RGB).
-    """
-    from PIL import ImageDraw, ImageFont
-
-    canvas = load_image(image, rgb=rgb)[0]  # always a new RGB image
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    boxes = [[int(round(v)) for v in box] for box in detections.boxes.tolist()]
-    order = torch.argsort(detections.scores, stable=True).tolist()  # ascending: best drawn last
-    for index in order:
-        draw.rectangle(boxes[index], outline=color_for_label(int(detections.labels[index])), width=line_width)
-    placed: list[tuple[int, int, int, int]] = []
-    for index in reversed(order):
-        x1, y1, _, y2 = boxes[index]
-        color = color_for_label(int(detections.labels[index]))
-        text = f"{detections.names[index]} {float(detections.scores[index]):.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tag_h, tag_w = bottom - top + 2, right - left + 4
-        tag_x = x1 + line_width
-        candidates = [y for y in (y1 - tag_h, y1 + line_width, y2 + 1) if 0 <= y <= canvas.height - tag_h]
-        candidates = candidates or [max(0, min(y1, canvas.height - tag_h))]
-        rects = [(tag_x, y, tag_x + tag_w, y + tag_h - 1) for y in candidates]
-        rect = next((r for r in rects if not any(_overlap(r, other) for other in placed)), rects[0])
-        placed.append(rect)
-        draw.rectangle(rect, fill=color)
-        brightness = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-        draw.text((rect[0] + 2, rect[1] + 1 - top), text, fill=(0, 0, 0) if brightness > 128 else (255, 255, 255),
-                  font=font)
-    return canvas

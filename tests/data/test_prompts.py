@@ -8,13 +8,19 @@ import torch
 from maskrcnn_benchmark.data.prompts import (
     PromptEntry,
     build_caption,
+    build_detection_prompts,
+    build_grounding_prompt,
+    caption_phrase_spans,
     char_span_to_token_indices,
     clean_name,
     create_positive_map,
     describe_plans,
+    locate_phrases,
+    normalise_spans,
     plan_detection_prompts,
     positive_map_dict,
     prompt_plans_from_cfg,
+    split_caption_into_phrases,
 )
 
 
@@ -152,3 +158,66 @@ def test_plans_from_cfg_read_the_config(bpe_tokenizer):
     plans = prompt_plans_from_cfg(cfg, {1: "a1", 2: "b2", 3: "c3"}, bpe_tokenizer)
     assert [p.caption for p in plans] == ["a1 x. b2 x", "c3 x"]
     assert "2 prompt(s) for 3 classes" in describe_plans(plans)
+
+
+# --- prompts of the Python API (Predictor, tools/demo.py) ---------------------------------------------
+
+CAPTION = "a red square. the blue circle, and a green triangle"
+
+
+def test_default_phrase_split_strips_and_drops_empty_pieces():
+    assert [CAPTION[a:b] for a, b in split_caption_into_phrases(CAPTION)] == [
+        "a red square", "the blue circle", "and a green triangle"]
+    assert split_caption_into_phrases(" ;x , ,. ") == [(2, 3)]
+    assert split_caption_into_phrases("...") == []
+
+
+def test_spans_and_phrases_give_the_same_character_spans():
+    assert normalise_spans(CAPTION, [(2, 12), [(18, 29)]]) == [[(2, 12)], [(18, 29)]]
+    assert locate_phrases(CAPTION, ["red square", "blue circle"]) == [[(2, 12)], [(18, 29)]]
+    # A repeated phrase is searched after the previous one first, then anywhere.
+    assert locate_phrases("a cat and a cat", ["cat", "cat", "a cat"]) == [[(2, 5)], [(12, 15)], [(0, 5)]]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(spans=[(5, 5)]), "phrase 0: span \\(5, 5\\) is empty"),
+    (dict(spans=[(0, 2), [(3, 4, 5)]]), "phrase 1: span \\(3, 4, 5\\) is not a \\(start, end\\) pair"),
+    (dict(spans=[(0, 999)]), "outside the caption \\(length 51\\)"),
+    (dict(phrases=["purple"]), "'purple' does not occur"),
+    (dict(phrases=[" "]), "empty phrase"),
+    (dict(spans=[(0, 2)], phrases=["a"]), "either spans or phrases"),
+])
+def test_bad_spans_and_phrases_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        caption_phrase_spans(CAPTION, **kwargs)
+
+
+def test_empty_caption_or_no_phrase():
+    with pytest.raises(ValueError, match="caption is empty"):
+        caption_phrase_spans("  ")
+    with pytest.raises(ValueError, match="no phrase found"):
+        caption_phrase_spans(". ;")
+
+
+def test_grounding_prompt_maps_each_phrase_to_its_tokens(bpe_tokenizer):
+    prompt = build_grounding_prompt(CAPTION, bpe_tokenizer, 64)
+    assert prompt.caption == CAPTION
+    assert prompt.names == {1: "a red square", 2: "the blue circle", 3: "and a green triangle"}
+    ids = bpe_tokenizer(CAPTION)["input_ids"]
+    decoded = {label: bpe_tokenizer.decode([ids[i] for i in tokens]).strip()
+               for label, tokens in prompt.token_map.items()}
+    assert decoded == prompt.names
+    two_spans = build_grounding_prompt(CAPTION, bpe_tokenizer, 64, spans=[[(2, 5), (6, 12)]])
+    assert two_spans.names == {1: "red square"} and two_spans.token_map[1] == prompt.token_map[1][1:]
+    with pytest.raises(ValueError, match="more than MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN=8"):
+        build_grounding_prompt(CAPTION, bpe_tokenizer, 8)
+
+
+def test_detection_prompts_keep_global_labels_and_names(bpe_tokenizer):
+    prompts = build_detection_prompts({3: "traffic_light", 7: "person"}, bpe_tokenizer, chunk_size=1)
+    assert [p.names for p in prompts] == [{3: "traffic_light"}, {7: "person"}]
+    assert [p.caption for p in prompts] == ["traffic light", "person"]  # cleaned in the caption only
+    with pytest.raises(ValueError, match="class list is empty"):
+        build_detection_prompts([], bpe_tokenizer)
+    with pytest.raises(ValueError, match="class 2: empty class name"):
+        build_detection_prompts(["a", " "], bpe_tokenizer)

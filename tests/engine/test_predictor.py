@@ -7,14 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskrcnn_benchmark.engine.predictor import (
-    Detections,
-    Predictor,
-    color_for_label,
-    draw_detections,
-    load_image,
-    split_caption_into_phrases,
-)
+from maskrcnn_benchmark.engine.predictor import Detections, Predictor, load_image
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny" / "fiber_tiny.yaml"
@@ -126,8 +119,6 @@ def test_config_path_and_opts(predictor, bpe_tokenizer_dir):
 
 def test_grounding_prompts(predictor):
     caption = "a red square. the blue circle, and a green triangle"
-    assert [caption[a:b] for a, b in split_caption_into_phrases(caption)] == [
-        "a red square", "the blue circle", "and a green triangle"]
     prompt = predictor.grounding_prompt(caption)
     assert prompt.names == {1: "a red square", 2: "the blue circle", 3: "and a green triangle"}
     by_phrase = predictor.grounding_prompt(caption, phrases=["red square", "blue circle"])
@@ -162,19 +153,23 @@ def test_threshold_and_conversions(predictor):
     x1, y1, x2, y2 = kept.boxes[0].tolist()
     assert records[0]["image_id"] == 42 and records[0]["category_id"] == 10 + int(kept.labels[0])
     assert records[0]["bbox"] == pytest.approx([x1, y1, x2 - x1 + 1, y2 - y1 + 1], abs=1e-3)
+    assert records[0]["name"] == kept.names[0] and records[0]["score"] == pytest.approx(float(kept.scores[0]), abs=1e-5)
+    with pytest.raises(ValueError, match="no COCO category id for label"):
+        kept.to_coco_json(image_id=42, category_ids={})
     as_dict = kept.to_dict()
     assert as_dict["width"] == 160 and len(as_dict["detections"]) == len(kept)
 
 
-def test_drawing_uses_class_colours(predictor):
-    image = Image.new("RGB", (160, 128), (128, 128, 128))
-    dets = Detections(torch.tensor([[20.0, 40.0, 90.0, 100.0]]), torch.tensor([0.9]), torch.tensor([2]),
-                      ["blue circle"], (160, 128))
-    drawn = np.asarray(draw_detections(image, dets))
-    color = np.array(color_for_label(2))
-    assert (drawn[70, 20] == color).all() and (drawn[100, 50] == color).all() and (drawn[70, 90] == color).all()
-    assert (drawn[70, 50] == 128).all()  # inside untouched
-    assert color_for_label(2) != color_for_label(3) and color_for_label(2) == color_for_label(2 + 18)
+def test_moved_helpers_stay_importable_from_here():
+    """Scripts written against the first Predictor import these names from engine.predictor."""
+    from maskrcnn_benchmark.data import prompts
+    from maskrcnn_benchmark.engine import predictor as module
+    from maskrcnn_benchmark.utils import visualizer
+
+    assert module.draw_detections is visualizer.draw_detections
+    assert module.color_for_label is visualizer.color_for_label
+    assert module.split_caption_into_phrases is prompts.split_caption_into_phrases
+    assert module.Prompt is prompts.Prompt
 
 
 def test_bad_inputs(predictor, tmp_path, bpe_tokenizer_dir):

@@ -60,7 +60,8 @@ def _run(args):
 
 
 def test_demo_writes_pngs_and_json_matching_the_predictor(setup, bpe_tokenizer_dir):
-    from maskrcnn_benchmark.engine.predictor import Predictor, color_for_label
+    from maskrcnn_benchmark.engine.predictor import Predictor
+    from maskrcnn_benchmark.utils.visualizer import color_for_label
 
     root, paths, weight, cfg = setup
     out = root / "out"

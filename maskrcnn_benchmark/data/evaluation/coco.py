@@ -17,6 +17,7 @@ import copy
 import csv
 import io
 import logging
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
 __all__ = [
     "COCO_METRIC_NAMES",
     "BACKENDS",
+    "coco_result_record",
     "coco_records_from_arrays",
     "evaluate_coco_bbox",
     "format_per_category_table",
@@ -44,13 +46,35 @@ BACKENDS = ("pycocotools", "faster")
 GroundTruth = str | dict[str, Any] | Any
 
 
+def coco_result_record(image_id: Any, category_id: int, bbox_xywh: Sequence[float], score: float,
+                       name: str | None = None) -> dict[str, Any]:
+    """One COCO (and LVIS) result record ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+
+    The one place the record layout is spelled: every writer of result records (the evaluators, LVIS rows,
+    ``Detections.to_coco_json``) goes through it. ``name`` (the class name / phrase) is added when given.
+    Integer ids (numpy included) become Python ints; other ids (None, strings) are written as they are.
+    """
+    record = {
+        "image_id": int(image_id) if isinstance(image_id, numbers.Integral) else image_id,
+        "category_id": int(category_id),
+        "bbox": [float(v) for v in bbox_xywh],
+        "score": float(score),
+    }
+    if name is not None:
+        record["name"] = name
+    return record
+
+
 def coco_records_from_arrays(
-    image_id: int,
+    image_id: Any,
     boxes_xyxy: np.ndarray,
     scores: np.ndarray,
     labels: np.ndarray,
     label_to_category_id: Mapping[int, int] | None = None,
     plus_one: bool = True,
+    names: Sequence[str] | None = None,
+    box_digits: int | None = None,
+    score_digits: int | None = None,
 ) -> list[dict[str, Any]]:
     """Turn one image's detections into COCO result records.
 
@@ -61,13 +85,17 @@ def coco_records_from_arrays(
         labels: int [N] contiguous labels (or json ids when ``label_to_category_id`` is None).
         label_to_category_id: contiguous label -> json category id; labels missing from it are dropped.
         plus_one: upstream's COCO path writes ``w = x2 - x1 + 1`` (BoxList "xywh" conversion); LVIS does not.
+        names: per box, a ``"name"`` written into its record (the Predictor's class names / phrases).
+        box_digits, score_digits: round box coordinates / scores to this many decimals (None: keep all).
 
     Returns:
-        list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+        list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (+ ``"name"``).
     """
     offset = 1.0 if plus_one else 0.0
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    name_list = list(names) if names is not None else [None] * len(boxes)
     records = []
-    for box, score, label in zip(np.asarray(boxes_xyxy).reshape(-1, 4), np.asarray(scores), np.asarray(labels)):
+    for box, score, label, name in zip(boxes, np.asarray(scores), np.asarray(labels), name_list):
         label = int(label)
         if label_to_category_id is not None:
             if label not in label_to_category_id:
@@ -76,14 +104,13 @@ def coco_records_from_arrays(
         else:
             category_id = label
         x1, y1, x2, y2 = (float(v) for v in box)
-        records.append(
-            {
-                "image_id": int(image_id),
-                "category_id": category_id,
-                "bbox": [x1, y1, x2 - x1 + offset, y2 - y1 + offset],
-                "score": float(score),
-            }
-        )
+        bbox = [x1, y1, x2 - x1 + offset, y2 - y1 + offset]
+        score = float(score)
+        if box_digits is not None:
+            bbox = [round(v, box_digits) for v in bbox]
+        if score_digits is not None:
+            score = round(score, score_digits)
+        records.append(coco_result_record(image_id, category_id, bbox, score, name))
     return records
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
-from .coco import _load_gt_dict, _mean_valid, run_cocoeval
+from .coco import _load_gt_dict, _mean_valid, coco_result_record, run_cocoeval
 
 __all__ = [
     "LVIS_METRIC_NAMES",
@@ -75,11 +75,7 @@ def records_to_rows(records: Sequence[dict[str, Any]]) -> np.ndarray:
 
 def rows_to_records(rows: np.ndarray) -> list[dict[str, Any]]:
     """Inverse of :func:`records_to_rows`."""
-    return [
-        {"image_id": int(row[0]), "category_id": int(row[6]), "bbox": [float(v) for v in row[1:5]],
-         "score": float(row[5])}
-        for row in rows
-    ]
+    return [coco_result_record(int(row[0]), int(row[6]), row[1:5], row[5]) for row in rows]
 
 
 def _top_rows(rows: np.ndarray, column: int, limit: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from eval_testdata import make_coco_gt, noisy_predictions, perfect_predictions
 from maskrcnn_benchmark.data.evaluation.coco import (
     CocoEvaluator,
     coco_records_from_arrays,
+    coco_result_record,
     evaluate_coco_bbox,
     format_per_category_table,
 )
@@ -93,6 +94,17 @@ def test_records_use_plus_one_width_and_label_map():
     assert records[0] == {"image_id": 7, "category_id": 18, "bbox": [10.0, 20.0, 20.0, 40.0], "score": 0.9}
     no_plus = coco_records_from_arrays(7, boxes[:1], np.array([0.9]), np.array([3]), None, plus_one=False)
     assert no_plus[0]["bbox"] == [10.0, 20.0, 19.0, 39.0] and no_plus[0]["category_id"] == 3
+
+
+def test_records_with_names_rounding_and_numpy_ids():
+    boxes = np.array([[10.12345, 20.0, 29.0, 59.98765]], dtype=np.float32)
+    (record,) = coco_records_from_arrays(np.int64(3), boxes, np.array([0.123456789]), np.array([2]), None,
+                                         names=["blue circle"], box_digits=3, score_digits=5)
+    assert record == {"image_id": 3, "category_id": 2, "bbox": [10.123, 20.0, 19.877, 40.988], "score": 0.12346,
+                      "name": "blue circle"}
+    assert type(record["image_id"]) is int
+    assert coco_result_record(None, np.int32(4), np.array([1.0, 2.0, 3.0, 4.0]), np.float32(0.5)) == {
+        "image_id": None, "category_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
 
 
 def test_bad_prediction_names_the_record(coco_gt):
