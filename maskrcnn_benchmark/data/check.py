@@ -23,9 +23,8 @@ import os
 import sys
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from .datasets.json_annotations import CocoStyleAnnotations, image_path_from_record
+from .image_io import ImageReadError, read_image
 
 __all__ = ["check_dataset", "main"]
 
@@ -72,10 +71,9 @@ def _check_images(factory: str, paths: dict[str, str | None], annotations: CocoS
             continue
         if open_images:
             try:
-                with Image.open(path) as img:
-                    img.verify()
-            except (UnidentifiedImageError, OSError) as e:
-                unreadable.append(f"{path} ({e})")
+                read_image(path)  # the reader training and inference use: same verdict as they would give
+            except ImageReadError as e:
+                unreadable.append(str(e))
     return {"images": len(seen), "missing_images": len(missing), "missing_examples": missing[:_MAX_LISTED],
             "unreadable_images": len(unreadable), "unreadable_examples": unreadable[:_MAX_LISTED]}
 

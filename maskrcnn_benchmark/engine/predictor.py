@@ -24,8 +24,10 @@ Prompts:
 
 Results are :class:`Detections`; :mod:`maskrcnn_benchmark.utils.visualizer` draws them.
 
-Images: file paths, numpy arrays ``H x W x 3`` uint8 (BGR by default, as OpenCV reads them; ``rgb=True``
-for RGB) or ``PIL.Image`` objects. Images of different sizes are batched (``batch_size`` per forward pass).
+Images: file paths, numpy arrays (``H x W``, ``H x W x 3`` or ``H x W x 4``, uint8, 16-bit or float; BGR by
+default, as OpenCV reads them; ``rgb=True`` for RGB) or ``PIL.Image`` objects of any mode, all read by
+:mod:`maskrcnn_benchmark.data.image_io` (16-bit and float images scaled by their range). Images of different
+sizes are batched (``batch_size`` per forward pass).
 
 Padding and batching: FIBER has no padding mask (upstream-facts.md 1.2): padded pixels take part in window
 attention, in the text-to-image cross-attention and in the DyHead's global pooling, so an image's scores
@@ -56,6 +58,7 @@ import torch
 
 # Prompt, split_caption_into_phrases (data/prompts.py), color_for_label and draw_detections
 # (utils/visualizer.py) stay importable from here: users' scripts import them from this module.
+from maskrcnn_benchmark.data.image_io import ImageInput, load_image  # load_image: re-exported (public)
 from maskrcnn_benchmark.data.prompts import (
     Prompt,
     build_detection_prompts,
@@ -71,7 +74,6 @@ __all__ = ["Detections", "Prompt", "Predictor", "split_caption_into_phrases", "l
 
 logger = logging.getLogger(__name__)
 
-ImageInput = str | os.PathLike | np.ndarray | Any  # Any: a PIL.Image.Image
 _PAD_MODES = ("exact", "batch", "canvas")
 
 
@@ -143,53 +145,6 @@ class Detections:
                            for box, score, label, name in zip(self.boxes.tolist(), self.scores.tolist(),
                                                               self.labels.tolist(), self.names)],
         }
-
-
-# ---------------------------------------------------------------------------------------------------
-# Inputs
-# ---------------------------------------------------------------------------------------------------
-
-
-def load_image(image: ImageInput, rgb: bool = False):
-    """Turns a path / numpy array / PIL image into an RGB ``PIL.Image`` and a source name.
-
-    Args:
-        image: a file path, an ``H x W x 3`` (or ``H x W``) uint8 array, or a PIL image.
-        rgb: the array is RGB (default: BGR, as ``cv2.imread`` returns).
-
-    Returns:
-        ``(PIL.Image in RGB, source)``.
-
-    Raises:
-        FileNotFoundError: a path that does not exist.
-        ValueError: a file that is not a readable image, or an array of the wrong shape / dtype.
-        TypeError: any other input type.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(image, (str, os.PathLike)):
-        path = os.fspath(image)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image file {path} does not exist")
-        try:
-            with Image.open(path) as handle:
-                return handle.convert("RGB"), path
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{path}: cannot read this file as an image ({e})") from e
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise ValueError(f"image arrays must be uint8 (0-255), got dtype {image.dtype}")
-        if image.ndim == 2:
-            image = np.stack([image] * 3, axis=-1)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image arrays must be H x W x 3 (or H x W), got shape {tuple(image.shape)}")
-        if not rgb:
-            image = image[:, :, ::-1]
-        return Image.fromarray(np.ascontiguousarray(image)), ""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB"), getattr(image, "filename", "") or ""
-    raise TypeError(f"unsupported image type {type(image).__name__}: pass a path, a numpy uint8 array or a "
-                    f"PIL image")
 
 
 # ---------------------------------------------------------------------------------------------------

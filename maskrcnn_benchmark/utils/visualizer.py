@@ -38,13 +38,8 @@ def _overlap(a: Rect, b: Rect) -> bool:
 
 
 def _rgb_copy(image: Any, rgb: bool):
-    """A new RGB ``PIL.Image`` of ``image`` (PIL images are copied; paths and arrays go through the reader)."""
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")  # convert always returns a new image
-    # The Predictor's image reader (paths, BGR/RGB arrays); lazily imported, it is the one place that reads images.
-    from maskrcnn_benchmark.engine.predictor import load_image
+    """A new 8-bit RGB ``PIL.Image`` of ``image`` (path, array or PIL image of any mode), via the one image reader."""
+    from maskrcnn_benchmark.data.image_io import load_image
 
     return load_image(image, rgb=rgb)[0]
 

@@ -263,3 +263,25 @@ def test_flip_with_left_right_swap_rebuilds_the_positive_map(synthetic_root, bpe
         ids = bpe_tokenizer(caption)["input_ids"]
         row = after.get_field("positive_map")[0].nonzero().flatten().tolist()
         assert bpe_tokenizer.decode([ids[i] for i in row]).strip() == caption
+
+
+def test_sixteen_bit_and_palette_images_load_scaled_in_data_sets(tmp_path):
+    # Data sets read images with the shared reader (data/image_io.py): a 16-bit PNG keeps its contrast.
+    import numpy as np
+    from PIL import Image
+
+    values = np.zeros((40, 50), dtype=np.uint16)
+    values[:, 25:] = 117 * 257
+    Image.fromarray(values).save(tmp_path / "depth.png")
+    Image.fromarray((values // 257).astype(np.uint8)).convert("P").save(tmp_path / "palette.png")
+    ann = {"images": [{"id": 1, "file_name": "depth.png", "width": 50, "height": 40},
+                      {"id": 2, "file_name": "palette.png", "width": 50, "height": 40}],
+           "annotations": [{"id": k, "image_id": k, "category_id": 1, "bbox": [2, 2, 20, 20], "area": 400,
+                            "iscrowd": 0} for k in (1, 2)],
+           "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    ds = COCODataset(str(tmp_path / "ann.json"), str(tmp_path))
+    for idx in range(2):
+        image = np.asarray(ds[idx][0])
+        assert image.shape == (40, 50, 3)
+        assert (image[:, :25] == 0).all() and (image[:, 25:] == 117).all()

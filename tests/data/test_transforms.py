@@ -31,10 +31,22 @@ from maskrcnn_benchmark.structures.bounding_box import BoxList
         ((333, 500), 480, 1333, (720, 480)),
         ((1000, 999), 800, 1333, (800, 800)),  # int(800 * 1000 / 999) = 800
         ((100, 100), 800, None, (800, 800)),
+        # Beyond upstream: a short side rounding to 0 keeps 1 pixel, the long side at most max_size.
+        ((2000, 3), 128, 224, (1, 224)),
+        ((3, 2000), 128, 224, (224, 1)),
+        ((500, 1), 128, 224, (1, 224)),
+        ((5000, 1), 800, 1333, (1, 1333)),
+        ((100, 1), 128, 224, (2, 200)),  # round(224 / 100) = 2 >= 1: upstream's rule unchanged
     ],
 )
 def test_resize_rule(size, min_size, max_size, expected):
     assert resized_size(size[0], size[1], min_size, max_size) == expected
+
+
+def test_resize_refuses_images_without_pixels():
+    for width, height in ((0, 0), (0, 10), (10, 0)):
+        with pytest.raises(ValueError, match="no pixels"):
+            resized_size(width, height, 800, 1333)
 
 
 def test_resize_transform_scales_boxes():

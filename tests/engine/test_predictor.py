@@ -188,10 +188,37 @@ def test_bad_inputs(predictor, tmp_path, bpe_tokenizer_dir):
         predictor.predict(image, "   ")
     with pytest.raises(ValueError, match="does not occur"):
         predictor.predict(image, "a red square", phrases=["blue"])
-    with pytest.raises(ValueError, match="uint8"):
-        load_image(np.zeros((8, 8, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="image arrays must be"):
+        load_image(np.zeros((8, 8, 2), dtype=np.uint8))
     with pytest.raises(TypeError, match="unsupported image type"):
         load_image(12)
+    with pytest.raises(ValueError, match=f"{tmp_path} is a directory"):
+        predictor.predict(str(tmp_path), CLASSES)
+
+
+@pytest.mark.parametrize("shape", [(3, 2000, 3), (2000, 3, 3), (1, 500, 3), (500, 1), (1, 5000, 3)])
+def test_extreme_shapes_resize_to_at_least_one_pixel(predictor, shape):
+    # MAX_SIZE_TEST 224 used to round the short side of these to 0 pixels ("height and width must be > 0").
+    image = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    tensor = predictor.transforms(load_image(image)[0], None)[0]
+    assert min(tensor.shape[1:]) >= 1 and max(tensor.shape[1:]) <= 224
+    detections = predictor.predict(image, CLASSES, threshold=0.0)
+    height, width = shape[:2]
+    assert detections.image_size == (width, height)
+    assert len(detections) > 0 and torch.isfinite(detections.scores).all()
+
+
+def test_images_without_pixels_are_refused_by_name(predictor):
+    with pytest.raises(ValueError, match="image array: the image has no pixels"):
+        predictor.predict(np.zeros((0, 0, 3), dtype=np.uint8), CLASSES)
+    with pytest.raises(ValueError, match="has no pixels"):
+        predictor.predict(np.zeros((0, 10, 3), dtype=np.uint8), CLASSES)
+
+
+def test_load_image_is_the_data_level_reader():
+    from maskrcnn_benchmark.data import image_io
+
+    assert load_image is image_io.load_image
 
 
 def test_weights_round_trip_and_other_config_rejected(predictor, tmp_path, bpe_tokenizer_dir):

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ...structures.bounding_box import BoxList
+from ..image_io import read_image
 from .few_shot import select_few_shot
 from .json_annotations import CocoStyleAnnotations, CocoStyleSamples, image_path_from_record
 
@@ -21,15 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 def load_image(path: str, where: str = "") -> Image.Image:
-    """Open an image as RGB; a missing or unreadable file gives an error naming its path."""
-    prefix = f"{where}: " if where else ""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{prefix}image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise OSError(f"{prefix}cannot read image {path}: {e}") from e
+    """Open an image as 8-bit RGB through :func:`maskrcnn_benchmark.data.image_io.read_image`.
+
+    A missing file raises FileNotFoundError, an unreadable one ``ImageReadError`` (a ValueError and an
+    OSError), both naming ``where`` and the path.
+    """
+    return read_image(path, where)
 
 
 def has_valid_annotation(anns: Sequence[dict[str, Any]]) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import logging
 import os
@@ -29,9 +28,10 @@ from typing import Any
 
 import torch
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ...structures.bounding_box import BoxList
+from ..image_io import ImageReadError, decode_image_bytes
 from ..prompts import DEFAULT_MAX_QUERY_LEN
 from .coco_grounding import ClassNameCaptions, add_positive_map, resolve_tokenizer
 
@@ -206,11 +206,12 @@ class CocoDetectionTSV(ClassNameCaptions, torch.utils.data.Dataset):
 
     def _image(self, line: int) -> tuple[Image.Image, str]:
         columns = self.img_tsv.row(line)
+        where = f"{self.img_tsv.path}: row {line} (key {columns[0]})"
         try:
-            with Image.open(io.BytesIO(base64.b64decode(columns[-1]))) as img:
-                return img.convert("RGB"), columns[0]
-        except (binascii.Error, UnidentifiedImageError, OSError) as e:
-            raise OSError(f"{self.img_tsv.path}: row {line} (key {columns[0]}): cannot decode the image: {e}") from e
+            data = base64.b64decode(columns[-1])
+        except (binascii.Error, ValueError) as e:
+            raise ImageReadError(f"{where}: cannot decode the image: the last column is not base64 ({e})") from e
+        return decode_image_bytes(data, where), columns[0]
 
     def _objects(self, line: int) -> list[dict[str, Any]]:
         columns = self.label_tsv.row(line)

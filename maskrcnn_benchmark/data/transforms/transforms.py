@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as F
 
+from ..image_io import pil_to_rgb
+
 __all__ = [
     "Compose",
     "Resize",
@@ -53,18 +55,30 @@ def resized_size(width: int, height: int, min_size: int, max_size: int | None) -
     ``min_size = round(max_size * short / long)``; the other side is ``int(min_size * long / short)``
     (truncated). An image whose shorter side already equals the target keeps its size.
 
+    Beyond upstream: an aspect ratio so extreme that the shorter side would round to 0 pixels (a 3 x 2000
+    strip under ``max_size`` 224) keeps 1 pixel there, with the longer side at most ``max_size``, so every
+    output has at least one pixel each way.
+
     Args:
-        width, height: input size in pixels.
+        width, height: input size in pixels (positive).
         min_size: target shorter side.
         max_size: cap on the longer side (None: no cap).
 
     Returns:
         (out_height, out_width).
+
+    Raises:
+        ValueError: a zero or negative width or height.
     """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"cannot resize an image of width {width} and height {height}: it has no pixels")
     size = min_size
     short, long = float(min(width, height)), float(max(width, height))
     if max_size is not None and long / short * size > max_size:
         size = int(round(max_size * short / long))
+        if size < 1:
+            long_side = max(1, min(int(long / short), int(max_size)))
+            return (1, long_side) if height <= width else (long_side, 1)
     if (width <= height and width == size) or (height <= width and height == size):
         return height, width
     if width < height:
@@ -190,7 +204,7 @@ class ToTensor:
     def __call__(self, image: Any, target: Any = None) -> tuple[torch.Tensor, Any]:
         if isinstance(image, torch.Tensor):
             return image, target
-        array = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
+        array = np.asarray(pil_to_rgb(image) if image.mode != "RGB" else image, dtype=np.uint8)
         chw = np.ascontiguousarray(array.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
         return torch.from_numpy(chw), target
 
