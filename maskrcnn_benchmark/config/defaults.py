@@ -283,6 +283,10 @@ _C.TEST.USE_EMA_WEIGHTS = False  # [added] evaluate the checkpoint's "model_ema"
 #                                  utils/checkpoint, tools
 _C.TEST.REUSE_IMAGE_PREFIX = True  # [added] chunked prompts: run the caption-independent image prefix once per
 # batch and only the fused rest per chunk (same results, ~1.8x fewer FLOPs for LVIS); engine/inference
+_C.TEST.CHUNK_BATCH = 0  # [added] prompt chunks run together as one batch after the shared image prefix (0: as
+#                          many as fit in half the free memory, at most 8 on a CPU); detector detect_prompts
+_C.TEST.PRECISION = "fp32"  # [added] inference precision: "fp32" (strict), "tf32" (CUDA TF32 matmuls), "bf16" or
+#                             "fp16" (autocast; sensitive parts stay fp32); detector detect_prompts, Predictor
 
 # ----------------------------------------------------------------------------------------------------------------
 # Misc

@@ -134,6 +134,10 @@ def _check_data_and_solver(cfg, problems: list[str]) -> None:
     chunk = cfg.TEST.CHUNKED_EVALUATION
     if chunk == 0 or chunk < -1:
         problems.append(f"TEST.CHUNKED_EVALUATION must be -1 (off) or a positive class count, got {chunk}")
+    if cfg.TEST.CHUNK_BATCH < 0:
+        problems.append(f"TEST.CHUNK_BATCH must be >= 0 (0: from the free memory), got {cfg.TEST.CHUNK_BATCH}")
+    if cfg.TEST.PRECISION not in ("fp32", "tf32", "bf16", "fp16"):
+        problems.append(f"TEST.PRECISION must be 'fp32', 'tf32', 'bf16' or 'fp16', got {cfg.TEST.PRECISION!r}")
     if cfg.DATASETS.FLICKR_GT_TYPE not in ("separate", "merged"):
         problems.append(f"DATASETS.FLICKR_GT_TYPE must be 'separate' or 'merged', got {cfg.DATASETS.FLICKR_GT_TYPE!r}")
 
@@ -144,7 +148,8 @@ def validate_config(cfg) -> None:
     Checks include: one anchor size per anchor stride with FPN; MAX_QUERY_LEN > 0 and within the position
     table; Swin stage widths/heads consistent; FUSION_VERSION in {v2, v3} for the fusion backbone and enough text
     layers for the fused blocks; unimplemented upstream options not switched on; value ranges of probabilities,
-    optimizer/warm-up names, EMA decay, batch sizes, TEST.EVAL_TASK and TEST.CHUNKED_EVALUATION.
+    optimizer/warm-up names, EMA decay, batch sizes, TEST.EVAL_TASK, TEST.CHUNKED_EVALUATION, TEST.CHUNK_BATCH
+    and TEST.PRECISION.
 
     Args:
         cfg: a merged config (frozen or not; it is not modified).

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from maskrcnn_benchmark.modeling.backbone.fpn import FPN, DropBlock2D, LastLevelP6P7
@@ -70,6 +71,22 @@ class ImagePrefix(NamedTuple):
         return ImagePrefix(tuple(m.expand(batch_size, -1, -1, -1) for m in self.stage_maps),
                            self.tokens.expand(batch_size, -1, -1), self.height, self.width)
 
+    def tile(self, copies: int) -> ImagePrefix:
+        """The prefix of B images repeated for ``copies`` prompts, prompt-major (sample ``p * B + b`` = image b).
+
+        A batch of one is broadcast (no copy); larger batches are copied once (the image part is reused, not
+        recomputed).
+        """
+        if copies == 1:
+            return self
+        if self.batch_size == 1:
+            return self.expand(copies)
+
+        def repeat(t: Tensor) -> Tensor:
+            return t.unsqueeze(0).expand(copies, *t.shape).reshape(copies * t.shape[0], *t.shape[1:])
+
+        return ImagePrefix(tuple(repeat(m) for m in self.stage_maps), repeat(self.tokens), self.height, self.width)
+
 
 class TextPrefix(NamedTuple):
     """Image-independent part of the fused backbone for a batch of captions.
@@ -93,6 +110,25 @@ class TextPrefix(NamedTuple):
         if self.batch_size != 1:
             raise ValueError(f"cannot expand a text prefix of batch {self.batch_size} to {batch_size}")
         return TextPrefix(self.hidden.expand(batch_size, -1, -1), self.attention_mask.expand(batch_size, -1))
+
+    @staticmethod
+    def stack(prefixes: Sequence[TextPrefix], images: int) -> TextPrefix:
+        """Single-caption prefixes of P prompts as one batch of P x ``images`` samples (prompt-major).
+
+        Captions of different lengths are padded to the longest with masked zero tokens: a masked key gets
+        exactly zero attention weight, and the text of a padded position is never read by the real tokens,
+        the image or the head, so the detections do not change.
+        """
+        if any(p.batch_size != 1 for p in prefixes):
+            raise ValueError("TextPrefix.stack takes prefixes of a single caption each")
+        length = max(p.hidden.shape[1] for p in prefixes)
+        hidden, masks = [], []
+        for prefix in prefixes:
+            pad = length - prefix.hidden.shape[1]
+            hidden.append(nn.functional.pad(prefix.hidden, (0, 0, 0, pad)))
+            masks.append(nn.functional.pad(prefix.attention_mask, (0, pad)))
+        hidden_t, mask_t = torch.cat(hidden), torch.cat(masks)
+        return TextPrefix(hidden_t.repeat_interleave(images, dim=0), mask_t.repeat_interleave(images, dim=0))
 
 
 def _image_tensor(images) -> Tensor:

@@ -12,10 +12,21 @@ import torch
 from torch import nn
 
 from maskrcnn_benchmark.modeling.backbone import build_fusion_backbone
+from maskrcnn_benchmark.modeling.backbone.fusion_backbone import TextPrefix
 from maskrcnn_benchmark.modeling.registry import META_ARCHITECTURES
 from maskrcnn_benchmark.modeling.rpn import build_rpn
+from maskrcnn_benchmark.modeling.rpn.vl_head import split_positive_map
 from maskrcnn_benchmark.structures.bounding_box import BoxList
-from maskrcnn_benchmark.structures.image_list import to_image_list
+from maskrcnn_benchmark.structures.image_list import ImageList, to_image_list
+
+from .chunked_prompts import (
+    PRECISIONS,
+    TextPrefixCache,
+    auto_chunk_batch,
+    merge_per_image,
+    precision_context,
+    sample_bytes,
+)
 
 __all__ = ["GeneralizedVLRCNN", "phrases_for_labels"]
 
@@ -62,7 +73,13 @@ class GeneralizedVLRCNN(nn.Module):
         self.freeze_language_backbone = language.FREEZE
         self.freeze_rpn = cfg.MODEL.RPN.FREEZE
         self.linear_prob = cfg.MODEL.LINEAR_PROB
+        self.chunk_batch = int(cfg.TEST.CHUNK_BATCH)
+        self.precision = str(cfg.TEST.PRECISION)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TEST.PRECISION must be one of {PRECISIONS}, got {self.precision!r}")
+        self.head_channels = int(cfg.MODEL.DYHEAD.CHANNELS)
         self._tokenizer = None
+        self._text_cache = TextPrefixCache()
         self.fusion_backbone = build_fusion_backbone(cfg)
         self.rpn = build_rpn(cfg)
         self._apply_freezing()
@@ -130,10 +147,87 @@ class GeneralizedVLRCNN(nn.Module):
         detections, losses, _ = self.rpn(images, features, targets, language_dict, positive_map, captions)
         return losses if self.training else detections
 
+    # ------------------------------------------------------------------------------------ chunked prompts
+    def detect_prompts(self, images, plans: Sequence, *, reuse_prefix: bool = True, chunk_batch: int | None = None,
+                       precision: str | None = None, check_label_slots: bool = True) -> list[BoxList]:
+        """Detect every prompt (chunk) in every image of a batch; the test-time entry point for class lists.
+
+        Evaluation (``engine/inference.py``) and the ``Predictor`` call this. The model needs to be in eval mode.
+
+        Args:
+            images (ImageList, or Tensor[B, 3, H, W]): normalised BGR images, padded (to a multiple of 32);
+                moved to the model's device.
+            plans: the prompts, each with ``caption`` (str) and ``token_map`` (``{global label: [token index]}``),
+                e.g. the ``PromptPlan`` chunks of ``data/prompts.py``; every plan runs on every image.
+            reuse_prefix: True: the caption-independent image prefix runs once per batch, each caption's
+                pre-fusion text layers once per model and weights (cached across calls), and ``chunk_batch``
+                plans run as one batch; False: the naive schedule, one full forward pass per plan (upstream's).
+            chunk_batch: plans per batch with ``reuse_prefix`` (None: ``TEST.CHUNK_BATCH``; 0: as many as fit
+                in half the free memory).
+            precision: "fp32", "tf32", "bf16" or "fp16" (None: ``TEST.PRECISION``).
+            check_label_slots: labels must lie in the configured label slots (``TEST.MDETR_STYLE_AGGREGATE_
+                CLASS_NUM`` or 80), as upstream; False lets any label through (user class lists).
+
+        Returns:
+            one BoxList per image (xyxy, the image's size before padding) with fields "labels" (int64, the
+            plans' global labels) and "scores" (float32): every plan's detections, concatenated in plan order
+            (no NMS across plans, as upstream).
+        """
+        if self.training:
+            raise RuntimeError("detect_prompts runs in eval mode; call model.eval() first")
+        if not plans:
+            raise ValueError("detect_prompts: no prompt given")
+        device = next(self.parameters()).device
+        images = to_image_list(images).to(device)
+        label_maps = [split_positive_map(plan.token_map, None, training=False)[1] for plan in plans]
+        num_slots = None if check_label_slots else max([self.rpn.post_processor.num_slots]
+                                                       + [max(m, default=0) for m in label_maps])
+        precision = precision or self.precision
+        with torch.no_grad(), precision_context(precision, device):
+            if not reuse_prefix:
+                per_plan = [self._full_pass(images, plan.caption, label_map, num_slots)
+                            for plan, label_map in zip(plans, label_maps)]
+            else:
+                batch = self.chunk_batch if chunk_batch is None else int(chunk_batch)
+                per_plan = self._prefix_passes(images, [plan.caption for plan in plans], label_maps, batch,
+                                               precision, num_slots)
+        return merge_per_image(per_plan)
+
+    def _full_pass(self, images: ImageList, caption: str, label_map, num_slots) -> list[BoxList]:
+        """One complete forward pass for one prompt (the naive schedule)."""
+        text = self.tokenize([caption] * len(images.image_sizes), images.tensors.device)
+        features, language_dict = self.fusion_backbone(text, images)
+        return self.rpn.detect_per_prompt(images.image_sizes, features, language_dict, [label_map], num_slots)[0]
+
+    def _prefix_passes(self, images: ImageList, captions: Sequence[str], label_maps, chunk_batch: int,
+                       precision: str, num_slots) -> list[list[BoxList]]:
+        """The image prefix once, cached text prefixes, then ``chunk_batch`` prompts per fused pass."""
+        device = images.tensors.device
+        num_images = len(images.image_sizes)
+        if chunk_batch < 0:
+            raise ValueError(f"TEST.CHUNK_BATCH must be >= 0, got {chunk_batch}")
+        if chunk_batch == 0:
+            element = 2 if precision in ("bf16", "fp16") else 4
+            per_sample = sample_bytes(tuple(images.tensors.shape[-2:]), self.head_channels, element)
+            chunk_batch = auto_chunk_batch(len(captions), num_images, per_sample, device)
+        image_prefix = self.fusion_backbone.forward_image_prefix(images)
+        texts = [self._text_cache.get(self, caption, device, precision) for caption in captions]
+        results: list[list[BoxList]] = []
+        for start in range(0, len(captions), chunk_batch):
+            group = slice(start, start + chunk_batch)
+            text = TextPrefix.stack(texts[group], num_images)
+            prefix = image_prefix.tile(text.batch_size // num_images)
+            features, language_dict = self.fusion_backbone.forward_from_prefix(prefix, text)
+            results += self.rpn.detect_per_prompt(images.image_sizes, features, language_dict, label_maps[group],
+                                                  num_slots)
+        return results
+
     # --------------------------------------------------------------------------------------------- freezing
     def train(self, mode: bool = True) -> "GeneralizedVLRCNN":
         """Switch mode, then re-apply the configured freezing (frozen parts stay in eval mode)."""
         super().train(mode)
+        if mode:
+            self._text_cache.clear()
         self._apply_freezing()
         return self
 

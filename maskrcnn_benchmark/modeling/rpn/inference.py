@@ -34,16 +34,23 @@ SCORE_AGGREGATIONS = ("MEAN", "MAX")
 
 
 class LabelTokens(NamedTuple):
-    """The labels of a prompt and their token indices, sorted by label.
+    """The labels of a prompt and their token indices, sorted by label, padded into one index matrix.
 
     Attributes:
         labels (Tensor[P] int64): label ids (global ids: COCO contiguous 1..80, LVIS category ids, phrase
             index + 1 for grounding).
-        tokens (list of Tensor[T_p] int64): token indices of each label.
+        index (Tensor[P, T] int64): token indices of each label, padded with 0 to the longest label's T tokens.
+        valid (Tensor[P, T] bool): which entries of ``index`` are real tokens.
     """
 
     labels: torch.Tensor
-    tokens: list[torch.Tensor]
+    index: torch.Tensor
+    valid: torch.Tensor
+
+    @property
+    def tokens(self) -> list[torch.Tensor]:
+        """Token indices of each label (Tensor[T_p] int64 per label)."""
+        return [row[keep] for row, keep in zip(self.index, self.valid)]
 
 
 def make_label_tokens(label_to_tokens: Mapping[int, Sequence[int]], num_tokens: int, num_slots: int,
@@ -51,9 +58,10 @@ def make_label_tokens(label_to_tokens: Mapping[int, Sequence[int]], num_tokens: 
     """Check and sort a ``{label: [token index, ...]}`` map (upstream's test-time ``positive_map``).
 
     Labels without tokens are dropped (they can never score, as upstream). Raises ``ValueError`` for a label
-    outside ``1..num_slots`` or a token index outside ``0..num_tokens-1``.
+    outside ``1..num_slots`` or a token index outside ``0..num_tokens-1``. Three small tensors are built (one
+    host-to-device copy each), whatever the number of labels.
     """
-    labels, tokens = [], []
+    labels, rows = [], []
     for label in sorted(label_to_tokens):
         token_ids = [int(t) for t in label_to_tokens[label]]
         if not 1 <= int(label) <= num_slots:
@@ -67,13 +75,18 @@ def make_label_tokens(label_to_tokens: Mapping[int, Sequence[int]], num_tokens: 
             logger.debug("label %s has no tokens in the prompt; it cannot be detected", label)
             continue
         labels.append(int(label))
-        tokens.append(torch.tensor(token_ids, dtype=torch.int64, device=device))
-    return LabelTokens(torch.tensor(labels, dtype=torch.int64, device=device), tokens)
+        rows.append(token_ids)
+    width = max((len(row) for row in rows), default=1)
+    index = [row + [0] * (width - len(row)) for row in rows]
+    valid = [[True] * len(row) + [False] * (width - len(row)) for row in rows]
+    return LabelTokens(torch.tensor(labels, dtype=torch.int64, device=device),
+                       torch.tensor(index, dtype=torch.int64, device=device).view(len(rows), width),
+                       torch.tensor(valid, dtype=torch.bool, device=device).view(len(rows), width))
 
 
 def aggregate_token_scores(token_probs: torch.Tensor, label_tokens: LabelTokens, score_agg: str = "MEAN"
                            ) -> torch.Tensor:
-    """Per-label scores from per-token probabilities.
+    """Per-label scores from per-token probabilities, for all labels at once (no per-label loop).
 
     Args:
         token_probs (Tensor[B, A, L]): sigmoid of the anchor-token logits.
@@ -85,13 +98,16 @@ def aggregate_token_scores(token_probs: torch.Tensor, label_tokens: LabelTokens,
     """
     if score_agg not in SCORE_AGGREGATIONS:
         raise ValueError(f"MODEL.DYHEAD.SCORE_AGG {score_agg!r} is not supported; use one of {SCORE_AGGREGATIONS}")
-    if not label_tokens.tokens:
+    if label_tokens.labels.numel() == 0:
         return token_probs.new_zeros(token_probs.shape[:2] + (0,))
+    gathered = token_probs[:, :, label_tokens.index]  # [B, A, P, T]
+    valid = label_tokens.valid
     if score_agg == "MEAN":
-        columns = [token_probs[:, :, idx].mean(dim=-1) for idx in label_tokens.tokens]
-    else:
-        columns = [token_probs[:, :, idx].max(dim=-1).values for idx in label_tokens.tokens]
-    return torch.stack(columns, dim=-1)
+        # Padding adds exact zeros to each label's sum, so this equals the mean over the label's own tokens.
+        total = gathered.masked_fill(~valid, 0.0).sum(dim=-1)
+        return total / valid.sum(dim=-1).to(total.dtype)
+    # probabilities are >= 0, so padding with 0 never changes a maximum
+    return gathered.masked_fill(~valid, 0.0).max(dim=-1).values
 
 
 def _flatten_level(box_regression: torch.Tensor, centerness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,14 +175,15 @@ class ATSSPostProcessor(nn.Module):
         count = len(result)
         if count > self.detections_per_img > 0:
             scores = result.get_field("scores")
-            threshold, _ = torch.kthvalue(scores.cpu(), count - self.detections_per_img + 1)
-            result = result[scores >= threshold.item()]
+            # the detections_per_img-th best score (= upstream's kthvalue rule), found on the scores' device
+            threshold = scores.topk(self.detections_per_img, sorted=True).values[-1]
+            result = result[scores >= threshold]
         return result
 
     def forward(self, box_regression: Sequence[torch.Tensor], centerness: Sequence[torch.Tensor],
                 dot_product_logits: Sequence[torch.Tensor], anchors_per_level: Sequence[torch.Tensor],
-                image_sizes: Sequence[tuple[int, int]], label_to_tokens: Mapping[int, Sequence[int]]
-                ) -> list[BoxList]:
+                image_sizes: Sequence[tuple[int, int]], label_to_tokens: Mapping[int, Sequence[int]],
+                num_slots: int | None = None) -> list[BoxList]:
         """Detections of a batch.
 
         Args:
@@ -176,13 +193,15 @@ class ATSSPostProcessor(nn.Module):
             anchors_per_level: per level Tensor[H*W*A, 4].
             image_sizes: (height, width) of each image before padding.
             label_to_tokens: ``{label: [token index, ...]}`` shared by the batch.
+            num_slots: label slots for this call (default ``self.num_slots``; the Predictor widens them to the
+                largest label of a user's class list).
 
         Returns:
             one BoxList per image (xyxy, image size (width, height)) with fields "labels" (int64[N]) and
             "scores" (float[N]).
         """
         num_tokens = dot_product_logits[0].shape[-1]
-        label_tokens = make_label_tokens(label_to_tokens, num_tokens, self.num_slots,
+        label_tokens = make_label_tokens(label_to_tokens, num_tokens, num_slots or self.num_slots,
                                          device=dot_product_logits[0].device)
         per_level = [self._single_level(reg.float(), ctr.float(), logits.float(), anchors, image_sizes,
                                         label_tokens)

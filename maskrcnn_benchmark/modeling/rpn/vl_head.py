@@ -117,27 +117,39 @@ class VLDyHead(nn.Module):
         bias = torch.matmul(normalized, self.bias_lang) + self.bias0
         return tokens, bias
 
+    def _predict_level(self, level: int, feature: torch.Tensor, tokens: torch.Tensor, token_bias: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Box deltas, centerness and token logits of one level (see :class:`HeadOutputs`)."""
+        box_regression = self.scales[level](self.bbox_pred(feature))
+        centerness = self.centerness(feature)
+        queries = feature.flatten(2).transpose(1, 2)  # [B, H*W, C]
+        logits = torch.matmul(queries, tokens.transpose(-1, -2)) / self.log_scale.exp() + token_bias[:, None, :]
+        if self.clamp_dot_product:
+            logits = logits.clamp(min=-_DOT_PRODUCT_CLAMP, max=_DOT_PRODUCT_CLAMP)
+        return box_regression, centerness, logits
+
     def forward(self, features: Sequence[torch.Tensor], embedded: torch.Tensor) -> HeadOutputs:
         """Args:
             features: FPN maps P3..P7, Tensor[B, C, H_l, W_l].
             embedded (Tensor[B, L, D]): final text features with padded tokens zeroed.
 
         Returns:
-            HeadOutputs.
+            HeadOutputs (predictions in float32, also under autocast).
         """
         if len(features) != len(self.scales):
             raise ValueError(f"the head was built for {len(self.scales)} FPN levels, got {len(features)}")
-        tokens, token_bias = self._text_tokens(embedded)
         tower = self.dyhead_tower(features)
         box_regression, centerness, dot_product_logits = [], [], []
-        for level, feature in enumerate(tower):
-            box_regression.append(self.scales[level](self.bbox_pred(feature)))
-            centerness.append(self.centerness(feature))
-            queries = feature.flatten(2).transpose(1, 2)  # [B, H*W, C]
-            logits = torch.matmul(queries, tokens.transpose(-1, -2)) / self.log_scale.exp() + token_bias[:, None, :]
-            if self.clamp_dot_product:
-                logits = logits.clamp(min=-_DOT_PRODUCT_CLAMP, max=_DOT_PRODUCT_CLAMP)
-            dot_product_logits.append(logits)
+        # Numerically sensitive, kept in float32 under autocast (TEST.PRECISION bf16 / fp16): the text
+        # projection, the box deltas (exponentiated by the box coder: a bf16 delta moves a box edge by ~1%)
+        # and the token logits (thresholded and ranked). A few 1x1 convolutions and one matmul per level.
+        with torch.autocast(device_type=embedded.device.type, enabled=False):
+            tokens, token_bias = self._text_tokens(embedded.float())
+            for level, feature in enumerate(tower):
+                outputs = self._predict_level(level, feature.float(), tokens, token_bias)
+                box_regression.append(outputs[0])
+                centerness.append(outputs[1])
+                dot_product_logits.append(outputs[2])
         return HeadOutputs(box_regression, centerness, dot_product_logits, tower)
 
 
@@ -262,6 +274,38 @@ class VLDyHeadModule(nn.Module):
         detections = self.post_processor(outputs.box_regression, outputs.centerness, outputs.dot_product_logits,
                                          anchors, images.image_sizes, label_to_tokens)
         return detections, {}, outputs.tower_features
+
+    def detect_per_prompt(self, image_sizes: Sequence[tuple[int, int]], features: Sequence[torch.Tensor],
+                          language_dict, label_maps: Sequence[Mapping[int, Sequence[int]]],
+                          num_slots: int | None = None) -> list[list]:
+        """Test-time detections of P prompts x B images computed as one batch of P*B samples.
+
+        Samples are prompt-major: sample ``p * B + b`` is image ``b`` under prompt ``p``.
+
+        Args:
+            image_sizes: (height, width) of the B images before padding.
+            features: FPN maps P3..P7 of the P*B samples, Tensor[P*B, C, H_l, W_l].
+            language_dict: the fusion backbone's text outputs for the P*B samples.
+            label_maps: P maps ``{label: [token index]}``, one per prompt.
+            num_slots: label slots (default: the post-processor's ``num_slots``).
+
+        Returns:
+            per prompt, one BoxList per image (fields "labels", "scores").
+        """
+        batch = len(image_sizes)
+        samples = features[0].shape[0]
+        if samples != batch * len(label_maps):
+            raise ValueError(f"{samples} samples for {len(label_maps)} prompts x {batch} images")
+        outputs = self.head(features, language_dict["embedded"])
+        anchors = self.anchor_generator(features)
+        results = []
+        for index, label_map in enumerate(label_maps):
+            part = slice(index * batch, (index + 1) * batch)
+            results.append(self.post_processor([r[part] for r in outputs.box_regression],
+                                               [c[part] for c in outputs.centerness],
+                                               [d[part] for d in outputs.dot_product_logits], anchors,
+                                               image_sizes, label_map, num_slots))
+        return results
 
     def _losses(self, outputs: HeadOutputs, anchors, targets, token_maps, text_masks) -> dict[str, torch.Tensor]:
         batch = outputs.box_regression[0].shape[0]
