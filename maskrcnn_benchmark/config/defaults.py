@@ -177,16 +177,23 @@ _C.DATASETS.REGISTER = CN(new_allowed=True)
 _C.DATASETS.TRAIN_DATASETNAME_SUFFIX = ""  # appended to TRAIN names ("_grounding": COCO json as grounding); build
 _C.DATASETS.TEST_DATASETNAME_SUFFIX = ""  # appended to TEST names; data/build
 _C.DATASETS.FEW_SHOT = 0  # k > 0: keep a k-shot training subset (greedy over images); data/datasets
-_C.DATASETS.SHUFFLE_SEED = 0  # few-shot subset seed: 0 = upstream's greedy order over sorted ids, > 0 = shuffle the
-#                               order with this seed first; also mixed into the data-order seed; data/datasets, build
+_C.DATASETS.SHUFFLE_SEED = 0  # few-shot subset seed ("seeded" subsets): 0 = greedy order over sorted ids, > 0 =
+#                               shuffle the order with this seed first; also mixed into the data-order seed; data/build
+# [added] which k-shot subset: "seeded" (each SHUFFLE_SEED > 0 its own subset) or "upstream" (upstream's subset:
+# greedy over sorted image ids, SHUFFLE_SEED ignored, the same for every seed; for published few-shot numbers);
+# data/datasets/few_shot
+_C.DATASETS.FEW_SHOT_SUBSET = "seeded"
 _C.DATASETS.GENERAL_COPY = -1  # repeat each training set this many times (-1: no repeat wrapper); data/build
 _C.DATASETS.GENERAL_COPY_TEST = -1  # repeat each test set this many times (-1: none); data/build
 _C.DATASETS.MIXED_COPY = 1  # repeats of "mixed*" training sets; data/build
 _C.DATASETS.FLICKR_COPY = 1  # repeats of "flickr*" training sets; data/build
-_C.DATASETS.COCO_COPY = 1  # repeats of "coco*" training sets; data/build
-_C.DATASETS.LVIS_COPY = 1  # repeats of "lvis*" training sets; data/build
+_C.DATASETS.COCO_COPY = 1  # repeats of the training sets coco_grounding_train, coco_dt_train and
+#                             COCO_odinw_train_8copy_dt_train (full names, suffix included); data/build
+_C.DATASETS.LVIS_COPY = 1  # repeats of the training sets lvis_grounding_train, lvisv1_dt_train and
+#                             LVIS_odinw_train_8copy_dt_train (full names, suffix included); data/build
 _C.DATASETS.OBJECT365_COPY = 1  # repeats of Objects365 training sets ("object365_odinw_2copy_dt_train"); data/build
-_C.DATASETS.RANDOM_SAMPLE_NEG = -1  # max negative class names sampled into a detection caption (FIBER: 85); data
+_C.DATASETS.RANDOM_SAMPLE_NEG = -1  # max negative class names sampled into a detection caption (FIBER: 85);
+#                                     <= 0: none for COCO/LVIS grounding (upstream), 85 for Objects365; data
 _C.DATASETS.CONTROL_PROB = ()  # (p_one_neg, p_no_neg, p_full_neg, p_random_neg) of the caption negative sampler;
 #                                 FIBER's p_random_neg = 0.2 is treated as 0 (upstream asserts on it); data/datasets
 _C.DATASETS.ADD_DET_PROMPT = False  # prefix detection captions with "object detection : "; data/datasets

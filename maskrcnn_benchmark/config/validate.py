@@ -138,6 +138,9 @@ def _check_data_and_solver(cfg, problems: list[str]) -> None:
         problems.append(f"TEST.CHUNK_BATCH must be >= 0 (0: from the free memory), got {cfg.TEST.CHUNK_BATCH}")
     if cfg.TEST.PRECISION not in ("fp32", "tf32", "bf16", "fp16"):
         problems.append(f"TEST.PRECISION must be 'fp32', 'tf32', 'bf16' or 'fp16', got {cfg.TEST.PRECISION!r}")
+    if cfg.DATASETS.FEW_SHOT_SUBSET not in ("seeded", "upstream"):
+        problems.append("DATASETS.FEW_SHOT_SUBSET must be 'seeded' or 'upstream', got "
+                        f"{cfg.DATASETS.FEW_SHOT_SUBSET!r}")
     if cfg.DATASETS.FLICKR_GT_TYPE not in ("separate", "merged"):
         problems.append(f"DATASETS.FLICKR_GT_TYPE must be 'separate' or 'merged', got {cfg.DATASETS.FLICKR_GT_TYPE!r}")
 

@@ -67,9 +67,11 @@ def copies_for(cfg: Any, name: str, is_train: bool) -> int:
         return int(d.FLICKR_COPY)
     if name in ("mixed_train", "mixed_train_no_coco"):
         return int(d.MIXED_COPY)
-    if name == "COCO_odinw_train_8copy_dt_train":
+    # FIBER's data/build.py applies COCO_COPY / LVIS_COPY to these full names (suffix included); GLIP's only to
+    # the ODinW 8-copy sets.
+    if name in ("COCO_odinw_train_8copy_dt_train", "coco_dt_train", "coco_grounding_train"):
         return int(d.COCO_COPY)
-    if name == "LVIS_odinw_train_8copy_dt_train":
+    if name in ("LVIS_odinw_train_8copy_dt_train", "lvisv1_dt_train", "lvis_grounding_train"):
         return int(d.LVIS_COPY)
     if name == "object365_odinw_2copy_dt_train":
         return int(d.OBJECT365_COPY)
@@ -101,6 +103,7 @@ def _factory_args(cfg: Any, factory: str, is_train: bool, tokenizer_cache: dict[
         if is_train and d.FEW_SHOT > 0:
             args["few_shot"] = int(d.FEW_SHOT)
             args["shuffle_seed"] = int(d.SHUFFLE_SEED)
+            args["few_shot_subset"] = str(d.FEW_SHOT_SUBSET)
         if is_train:
             args["ignore_crowd"] = not d.USE_CROWD
             args["max_box"] = int(d.MAX_BOX)

@@ -5,7 +5,9 @@ The body of tools/finetune.py. Per task config and per shuffle seed:
 1. config = model config + task file + opts, then ``--custom_shot_and_epoch_and_general_copy "S_E_C"``
    (DATASETS.FEW_SHOT=S, SOLVER.MAX_EPOCH=E, DATASETS.GENERAL_COPY=C), then opts again (the command line wins),
    then ``SOLVER.TUNING_HIGHLEVEL_OVERRIDE``; the seed goes to DATASETS.SHUFFLE_SEED, which the few-shot
-   sampler honours (different subsets per seed; upstream ignores it);
+   sampler honours with ``DATASETS.FEW_SHOT_SUBSET seeded`` (the default: a different subset per seed) and
+   ignores with ``upstream`` (upstream's one subset for every seed); which one was used is logged per run and
+   saved with the results;
 2. output folder ``OUTPUT_DIR/ft_task_<i>`` (+ ``_seed_<s>``); a relaunch resumes from its last checkpoint;
 3. train (unless ``--skip-train``; S = 10000 copies the initial weights as ``model_best.pth`` instead,
    upstream's zero-shot shortcut), then evaluate: the final model on DATASETS.TEST (unless ``--skip-test``),
@@ -34,7 +36,8 @@ from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 from maskrcnn_benchmark.utils.distributed import is_main_process, synchronize
 from maskrcnn_benchmark.utils.miscellaneous import save_config
 
-__all__ = ["FinetuneOptions", "expand_task_globs", "parse_shot_epoch_copy", "task_config", "run_finetune"]
+__all__ = ["FinetuneOptions", "expand_task_globs", "parse_shot_epoch_copy", "task_config", "few_shot_description",
+           "run_finetune"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,20 @@ def task_config(config_file: str, opts, task: str, shot_epoch_copy, seed: int | 
     return cfg
 
 
+def few_shot_description(cfg) -> str | None:
+    """How the k-shot training subset of ``cfg`` is drawn, in words (None without few-shot training)."""
+    shots = int(cfg.DATASETS.FEW_SHOT)
+    if shots <= 0 or shots == ZERO_SHOT_SHOTS:
+        return None
+    subset = cfg.DATASETS.FEW_SHOT_SUBSET
+    seed = int(cfg.DATASETS.SHUFFLE_SEED)
+    if subset == "upstream":
+        return (f"{shots}-shot subset: DATASETS.FEW_SHOT_SUBSET upstream (greedy over sorted image ids, "
+                f"SHUFFLE_SEED {seed} ignored: every seed trains on the same images)")
+    order = f"order shuffled with SHUFFLE_SEED {seed}" if seed > 0 else "sorted image ids (SHUFFLE_SEED 0)"
+    return f"{shots}-shot subset: DATASETS.FEW_SHOT_SUBSET seeded (greedy, {order})"
+
+
 def _best_weights(output_dir: str) -> str | None:
     for name in ("model_best.pth", "model_final.pth"):
         path = os.path.join(output_dir, name)
@@ -154,6 +171,7 @@ def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> dict[s
         summary = {"trained": True, "iterations": train_summary["iteration"],
                    "best_val_metric": train_summary["best_metric"],
                    "train_image_ids": train_summary.get("train_image_ids")}
+    summary["few_shot_subset"] = few_shot_description(cfg)
     results: dict[str, Any] = {"summary": summary}
     if not options.skip_test:
         results["final"] = evaluate_datasets(cfg, model, distributed, device, os.path.join(cfg.OUTPUT_DIR, "eval"))
@@ -174,7 +192,7 @@ def _headline(results: dict[str, Any]) -> float | None:
 
 
 def _results_table(table: dict[str, dict[str, float | None]], task_means: dict[str, float | None],
-                   overall: float | None) -> str:
+                   overall: float | None, notes: Sequence[str] = ()) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     lines = [f"{'task':<70} {'run':<14} metric", "-" * 95]
     for task, runs in table.items():
@@ -182,6 +200,7 @@ def _results_table(table: dict[str, dict[str, float | None]], task_means: dict[s
             lines.append(f"{task:<70} {run:<14} {fmt(value)}")
         lines.append(f"{task:<70} {'mean':<14} {fmt(task_means[task])}")
     lines.append(f"{'average over tasks':<70} {'':<14} {fmt(overall)}")
+    lines += list(notes)
     return "\n".join(lines)
 
 
@@ -190,12 +209,19 @@ def run_finetune(config_file: str, opts: Sequence[str], tasks: list[str], shot_e
     """Fine-tune and evaluate every (task, seed); returns and writes the results (see module docstring)."""
     all_results: dict[str, dict[str, Any]] = {}
     table: dict[str, dict[str, float | None]] = {}
+    notes: list[str] = []  # how the few-shot subsets were drawn, once each
     for index, task in enumerate(tasks):
         for seed in seeds:
             folder = os.path.join(output_root, f"ft_task_{index + 1}" + (f"_seed_{seed}" if seed is not None else ""))
             cfg = task_config(config_file, opts, task, shot_epoch_copy, seed, folder)
             run = f"seed {seed}" if seed is not None else "default"
             logger.info("fine-tuning task %d/%d %s (%s) into %s", index + 1, len(tasks), task, run, folder)
+            described = few_shot_description(cfg)
+            if described:
+                logger.info("%s", described)
+                note = f"few-shot training subsets: DATASETS.FEW_SHOT_SUBSET {cfg.DATASETS.FEW_SHOT_SUBSET}"
+                if note not in notes:
+                    notes.append(note)
             results = _run_one(cfg, options, distributed, device)
             all_results.setdefault(task, {})[run] = results
             table.setdefault(task, {})[run] = _headline(results)
@@ -209,8 +235,8 @@ def run_finetune(config_file: str, opts: Sequence[str], tasks: list[str], shot_e
     if is_main_process():
         os.makedirs(output_root, exist_ok=True)
         atomic_write_text(os.path.join(output_root, "finetune_results.json"), json.dumps(output, indent=2, default=str))
-        text = _results_table(table, task_means, overall)
+        text = _results_table(table, task_means, overall, notes)
         atomic_write_text(os.path.join(output_root, "finetune_results.txt"), text + "\n")
         logger.info("fine-tuning results:\n%s", text)
-    output["table"] = _results_table(table, task_means, overall)
+    output["table"] = _results_table(table, task_means, overall, notes)
     return output

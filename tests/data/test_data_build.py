@@ -47,7 +47,7 @@ def test_pretraining_mix_loader(data_cfg):
 def test_max_epoch_derives_max_iter_and_copies_repeat(data_cfg):
     cfg = data_cfg
     cfg.DATASETS.TRAIN = ("coco_grounding_train",)
-    cfg.DATASETS.GENERAL_COPY = 3
+    cfg.DATASETS.COCO_COPY = 3  # upstream's copy rule for this name (GENERAL_COPY does not apply to it)
     cfg.SOLVER.MAX_EPOCH = 2
     cfg.SOLVER.IMS_PER_BATCH = 4
     cfg.DATALOADER.ASPECT_RATIO_GROUPING = False

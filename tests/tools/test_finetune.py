@@ -1,4 +1,5 @@
-"""tools/finetune.py on a synthetic ODinW (Aquarium) copy: 1- and 3-shot, two seeds, results table."""
+"""tools/finetune.py on a synthetic ODinW (Aquarium) copy: 1-shot seeded and 3-shot upstream subsets, two seeds,
+results table."""
 
 import json
 
@@ -19,7 +20,7 @@ def test_few_shot_seeds_give_different_subsets_and_a_table(tmp_path, bpe_tokeniz
 
     write_odinw(str(tmp_path / "data"), seed=0, num_images=14)
     results = {}
-    for shots in (1, 3):
+    for shots, subset in ((1, "seeded"), (3, "upstream")):
         out = tmp_path / f"out_{shots}"
         tasks = str(REPO / "configs/odinw/Aq*.yaml")
         result = run_tool([TOOLS / "finetune.py", "--config-file", TINY, "--ft-tasks", tasks,
@@ -28,10 +29,13 @@ def test_few_shot_seeds_give_different_subsets_and_a_table(tmp_path, bpe_tokeniz
                            "MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir, "OUTPUT_DIR", out,
                            "TEST.EVAL_TASK", "detection", "DATASETS.TRAIN_DATASETNAME_SUFFIX", "_grounding",
                            "DATASETS.USE_CAPTION_PROMPT", "True", "DATASETS.DISABLE_SHUFFLE", "True",
-                           "SOLVER.TUNING_HIGHLEVEL_OVERRIDE", "full", *FAST], tmp_path, tmp_path / "data", timeout=900)
+                           "SOLVER.TUNING_HIGHLEVEL_OVERRIDE", "full", "DATASETS.FEW_SHOT_SUBSET", subset, *FAST],
+                          tmp_path, tmp_path / "data", timeout=900)
         assert result.returncode == 0, result.stderr[-4000:]
         table = (out / "finetune_results.txt").read_text()
         assert table in result.stdout  # printed too
+        assert f"few-shot training subsets: DATASETS.FEW_SHOT_SUBSET {subset}" in table
+        assert f"{shots}-shot subset: DATASETS.FEW_SHOT_SUBSET {subset}" in result.stdout + result.stderr
         for row in ("seed 3", "seed 30", "mean", "average over tasks"):
             assert row in table
         data = json.loads((out / "finetune_results.json").read_text())
@@ -39,9 +43,12 @@ def test_few_shot_seeds_give_different_subsets_and_a_table(tmp_path, bpe_tokeniz
         assert set(runs) == {"seed 3", "seed 30"}
         for run in runs.values():
             assert run["summary"]["trained"] and "best_test" in run and "final" not in run
+            described = run["summary"]["few_shot_subset"]
+            assert described.startswith(f"{shots}-shot subset: DATASETS.FEW_SHOT_SUBSET {subset}")
         assert (out / "ft_task_1_seed_3" / "model_final.pth").is_file()
         results[shots] = {seed: set(run["summary"]["train_image_ids"]) for seed, run in runs.items()}
-    # Seeds pick different images; a 3-shot subset has more images than the 1-shot one of the same seed.
+    # Seeded subsets differ per seed; upstream's is the same for every seed (and 3 shots take more images).
     assert results[1]["seed 3"] != results[1]["seed 30"]
+    assert results[3]["seed 3"] == results[3]["seed 30"]
     for seed in ("seed 3", "seed 30"):
         assert len(results[3][seed]) > len(results[1][seed])

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ...structures.bounding_box import BoxList
 from ..image_io import read_image
-from .few_shot import select_few_shot
+from .few_shot import check_few_shot_subset, select_few_shot
 from .json_annotations import CocoStyleAnnotations, CocoStyleSamples, image_path_from_record
 
 __all__ = ["COCODataset", "load_image", "has_valid_annotation"]
@@ -53,7 +53,9 @@ class COCODataset(CocoStyleSamples, torch.utils.data.Dataset):
         override_category: list of {"id", "name", ...} replacing the file's categories
             (``DATASETS.OVERRIDE_CATEGORY`` with ``USE_OVERRIDE_CATEGORY``).
         few_shot: k > 0 keeps a greedy k-shot subset (see :func:`select_few_shot`).
-        shuffle_seed: seed of the few-shot visiting order (``DATASETS.SHUFFLE_SEED``).
+        shuffle_seed: seed of the few-shot visiting order (``DATASETS.SHUFFLE_SEED``; "seeded" subsets only).
+        few_shot_subset: ``DATASETS.FEW_SHOT_SUBSET``: "seeded" (each seed its own subset) or "upstream"
+            (upstream's subset: greedy over sorted ids, seed ignored, crowd boxes' categories counted).
         is_train: training split (informative; grounding subclasses use it).
         ignore_crowd: leave crowd boxes out (``not DATASETS.USE_CROWD``).
         max_box: if > 0, keep at most this many boxes per image, chosen at random per sample
@@ -71,6 +73,7 @@ class COCODataset(CocoStyleSamples, torch.utils.data.Dataset):
         override_category: Sequence[dict[str, Any]] | None = None,
         few_shot: int = 0,
         shuffle_seed: int | None = None,
+        few_shot_subset: str = "seeded",
         is_train: bool = False,
         ignore_crowd: bool = True,
         max_box: int = -1,
@@ -89,13 +92,30 @@ class COCODataset(CocoStyleSamples, torch.utils.data.Dataset):
         self.contiguous_category_id_to_json_id = {v: k for k, v in self.json_category_id_to_contiguous_id.items()}
         ids = sorted(self.annotations.images)
         if remove_images_without_annotations:
-            ids = [i for i in ids if has_valid_annotation(self._usable_anns(i))]
+            # Upstream (COCODataset and CocoGrounding alike) tests every box here, crowd boxes included, so an
+            # image whose only boxes are crowd boxes stays in the data set and becomes a sample without boxes
+            # (the crowd boxes are dropped when it is loaded); the trainer then skips the batch holding it
+            # (SOLVER.MAX_NEG_PER_BATCH rule, engine/trainer.py).
+            ids = [i for i in ids if has_valid_annotation(self.annotations.anns_by_image[i])]
         if few_shot and few_shot > 0:
-            cats = {i: [a["category_id"] for a in self._usable_anns(i)] for i in ids}
-            ids = select_few_shot(ids, cats, few_shot, shuffle_seed)
-            logger.info("%s: %d-shot subset keeps %d images", self.ann_file, few_shot, len(ids))
+            ids = self._few_shot_subset(ids, few_shot, shuffle_seed, few_shot_subset)
         self.ids: list[Any] = ids
         self.id_to_img_map = dict(enumerate(ids))
+
+    def _few_shot_subset(self, ids: list[Any], shots: int, seed: int | None, subset: str) -> list[Any]:
+        if check_few_shot_subset(subset) == "upstream":
+            # Upstream counts the categories of every box, crowd boxes included (getAnnIds(iscrowd=None)), and
+            # sizes its quota by the largest category id of the file (before any OVERRIDE_CATEGORY).
+            cats = {i: [a["category_id"] for a in self.annotations.anns_by_image[i]] for i in ids}
+            numeric = [c for c in self.annotations.file_category_ids if isinstance(c, int)]
+            kept = select_few_shot(ids, cats, shots, seed, subset="upstream", max_category_id=max(numeric, default=0))
+        else:
+            cats = {i: [a["category_id"] for a in self._usable_anns(i)] for i in ids}
+            kept = select_few_shot(ids, cats, shots, seed, subset="seeded")
+        seed_note = "seed ignored" if subset == "upstream" else f"seed {seed}"
+        logger.info("%s: %d-shot subset (%s, %s) keeps %d of %d images", self.ann_file, shots, subset, seed_note,
+                    len(kept), len(ids))
+        return kept
 
     # ------------------------------------------------------------------ catalog data
     def _contiguous_mapping(self) -> dict[Any, int]:

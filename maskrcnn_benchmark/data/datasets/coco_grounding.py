@@ -61,8 +61,11 @@ class ClassNameCaptions:
     """Mixin: a grounding caption made of class names for a detection target (upstream-facts.md 6.2).
 
     The data set sets ``ind_to_class`` (label -> class name) and ``tokenizer``, and stores its caption
-    options with :meth:`_set_caption_options`.
+    options with :meth:`_set_caption_options`. ``RANDOM_SAMPLE_NEG`` <= 0 means ``negatives_when_unset``
+    negative names (85 here, Objects365's value; :class:`CocoGrounding` sets 0).
     """
+
+    negatives_when_unset = 85
 
     def _set_caption_options(self, separation_tokens: str, disable_shuffle: bool, add_detection_prompt: bool,
                              random_sample_negative: int, control_probabilities: Sequence[float],
@@ -70,7 +73,8 @@ class ClassNameCaptions:
         self.separation_tokens = separation_tokens
         self.disable_shuffle = bool(disable_shuffle)
         self.add_detection_prompt = bool(add_detection_prompt)
-        self.random_sample_negative = int(random_sample_negative) if random_sample_negative > 0 else 85
+        value = int(random_sample_negative)
+        self.random_sample_negative = value if value > 0 else self.negatives_when_unset
         self.control_probabilities = tuple(control_probabilities)
         self.max_num_labels = int(max_num_labels)
 
@@ -116,7 +120,12 @@ class CocoGrounding(ClassNameCaptions, COCODataset):
       negatives (control probabilities (0, 0, 1, 0)).
 
     Targets carry ``labels`` (contiguous), ``caption`` (str), ``tokens_positive`` (per box list of spans),
-    ``positive_map`` (float[N, L], rows normalised; the collator binarises), ``orig_size``.
+    ``positive_map`` (float[N, L], rows normalised; the collator binarises), ``orig_size``. An image whose only
+    boxes are crowd boxes is a sample with N = 0 (as upstream; see :class:`COCODataset`).
+
+    Labels are numbered 1..K in the annotation file's category order. With ``override_category`` the numbers
+    stay those of the file's order and the override only renames (upstream's CocoGrounding; the test-time
+    :class:`COCODataset` numbers in the override's order instead, as upstream's COCODataset does).
 
     Args:
         ann_file, root, remove_images_without_annotations, transforms, override_category, few_shot,
@@ -128,7 +137,8 @@ class CocoGrounding(ClassNameCaptions, COCODataset):
         add_detection_prompt: ``DATASETS.ADD_DET_PROMPT``.
         caption_prompt: ``DATASETS.CAPTION_PROMPT`` (when ``USE_CAPTION_PROMPT``), else None.
         special_safeguard_for_coco_grounding: ``DATASETS.SPECIAL_SAFEGUARD_FOR_COCO_GROUNDING``.
-        random_sample_negative: ``DATASETS.RANDOM_SAMPLE_NEG`` (-1: 85 as upstream's default when needed).
+        random_sample_negative: ``DATASETS.RANDOM_SAMPLE_NEG``; 0 or below: no negative names at all (as
+            upstream, see ``negatives_when_unset``).
         control_probabilities: used only by subclasses that sample negatives with control (Objects365).
         max_num_labels: if > 0, caps positives + negatives in one caption (upstream passes
             ``TEST.MDETR_STYLE_AGGREGATE_CLASS_NUM``).
@@ -168,6 +178,31 @@ class CocoGrounding(ClassNameCaptions, COCODataset):
                 "aligned with the category order)"
             )
         self.ind_to_class = self.categories()
+
+    # Upstream's CocoGrounding gets DATASETS.RANDOM_SAMPLE_NEG only when it is > 0 (data/build.py); otherwise
+    # its default -1 reaches the negative sampler, whose "full" count -1 means: sample no negative class.
+    negatives_when_unset = 0
+
+    def _contiguous_mapping(self) -> dict[Any, int]:
+        """File category id -> label 1..K, in the file's category order, also under OVERRIDE_CATEGORY.
+
+        Upstream's CocoGrounding numbers ``coco.getCatIds()`` of the file first and only then replaces the
+        categories by the override, so the override renames labels and never renumbers them; file categories
+        that the override leaves out (ODinW's id-0 super-category) keep their label number but get no name.
+        """
+        file_ids = self.annotations.file_category_ids
+        if file_ids == list(self.annotations.cats):
+            return super()._contiguous_mapping()
+        missing = [c for c in self.annotations.cats if c not in file_ids]
+        if missing:
+            raise ValueError(f"{self.ann_file}: DATASETS.OVERRIDE_CATEGORY ids {missing} are not categories of the "
+                             f"file (its ids: {file_ids[:20]}{'...' if len(file_ids) > 20 else ''})")
+        return {cat_id: i + 1 for i, cat_id in enumerate(file_ids)}
+
+    def categories(self) -> dict[int, str]:
+        """Label -> name, for the categories that have a name (the override's, when given), sorted by label."""
+        mapping = self.json_category_id_to_contiguous_id
+        return dict(sorted((mapping[cat_id], cat["name"]) for cat_id, cat in self.annotations.cats.items()))
 
     def _uses_negatives(self) -> bool:
         return self.special_safeguard

@@ -68,7 +68,8 @@ class CocoStyleAnnotations:
         dataset: the raw JSON dict.
         images: image id -> image record (every image, in file order).
         anns_by_image: image id -> list of annotation records (file order).
-        cats: category id -> category record (file order).
+        cats: category id -> category record (file order; the override's when one is given).
+        file_category_ids: category ids of the file's own "categories", in file order (before any override).
 
     Args:
         ann_file: path of the JSON file.
@@ -90,6 +91,8 @@ class CocoStyleAnnotations:
         data = load_json(self.ann_file)
         if not isinstance(data, dict):
             raise ValueError(f"{self.ann_file}: expected a JSON object with 'images', got {type(data).__name__}")
+        # category ids in the file's own order, also when OVERRIDE_CATEGORY replaces the categories
+        self.file_category_ids = [c["id"] for c in data.get("categories", []) if isinstance(c, dict) and "id" in c]
         if override_categories:
             data = dict(data)
             data["categories"] = list(override_categories)

@@ -25,6 +25,8 @@ class Objects365Grounding(CocoGrounding):
     the full ``random_sample_negative`` negatives).
     """
 
+    negatives_when_unset = 85  # RANDOM_SAMPLE_NEG <= 0: FIBER's pre-training value (CocoGrounding: none)
+
     def __init__(self, *args: Any, control_probabilities: Sequence[float] = (), **kwargs: Any):
         kwargs.setdefault("disable_shuffle", False)
         super().__init__(*args, control_probabilities=control_probabilities, **kwargs)
