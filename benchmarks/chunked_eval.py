@@ -65,7 +65,7 @@ def _time(fn, device, repeats):
 
 
 def main(args):
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.engine.inference import PrefixReuse, _forward_detection
     from maskrcnn_benchmark.modeling.detector import build_detection_model
     from maskrcnn_benchmark.modeling.language_backbone.tokenizer import build_tokenizer, write_local_bpe_tokenizer

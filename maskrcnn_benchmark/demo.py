@@ -67,8 +67,8 @@ def _configure_logging(output_dir: str) -> None:
 
 def _prepare(args, output_dir: str):
     """Data, tokenizer and the merged config."""
+    from maskrcnn_benchmark.config import clean_opts, load_config
     from maskrcnn_benchmark.data.synthetic import write_coco
-    from maskrcnn_benchmark.engine.defaults import load_config, merge_config_file
     from maskrcnn_benchmark.modeling.language_backbone.tokenizer import write_local_bpe_tokenizer
 
     data_root = os.path.join(output_dir, "data")
@@ -78,11 +78,9 @@ def _prepare(args, output_dir: str):
     manifest = write_coco(data_root, seed=args.seed, num_images=num_images)
     os.environ["DATASET"] = os.path.abspath(data_root)
     tokenizer_dir = write_local_bpe_tokenizer(os.path.join(output_dir, "tokenizer"))
-    cfg = load_config(args.config_file, None)
-    merge_config_file(cfg, args.demo_config)
     opts = ["MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", tokenizer_dir, "OUTPUT_DIR", os.path.join(output_dir, "train"),
-            "SOLVER.SEED", str(args.seed)] + list(args.opts or [])
-    cfg.merge_from_list(opts)
+            "SOLVER.SEED", str(args.seed)] + clean_opts(args.opts)
+    cfg = load_config(args.config_file, opts, task_configs=[args.demo_config])
     return cfg, manifest
 
 

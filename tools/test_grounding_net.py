@@ -21,11 +21,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from maskrcnn_benchmark.config import load_config  # noqa: E402
 from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
     UserInputError,
     default_setup,
     expand_config_list,
-    load_config,
     resolve_device,
     run_tool,
     tool_parser,

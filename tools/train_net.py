@@ -16,9 +16,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from maskrcnn_benchmark.config import load_config  # noqa: E402
 from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
     default_setup,
-    load_config,
     output_dir_from_environment,
     resolve_device,
     run_tool,

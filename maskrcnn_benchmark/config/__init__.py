@@ -1,19 +1,19 @@
 """Configuration: yacs defaults (``cfg``), YAML merging that names bad keys and files, cross-key validation,
-and the dataset paths catalog.
+the task-config rules and the dataset paths catalog.
 
-Typical use (what the tools do)::
+:func:`load_config` is the one way a config is built from files (tools, evaluation, fine-tuning, the
+Predictor, the demo)::
 
-    from maskrcnn_benchmark.config import cfg, validate_config
-    cfg = cfg.clone()
-    cfg.merge_from_file("configs/refcoco.yaml")
-    cfg.merge_from_list(["TEST.IMS_PER_BATCH", 1])
-    validate_config(cfg)
-    cfg.freeze()
+    from maskrcnn_benchmark.config import load_config
+    cfg = load_config("configs/refcoco.yaml", opts=["TEST.IMS_PER_BATCH", "1"],
+                      task_configs=["configs/refexp/_refcoco_testA.yaml"])
 
-or in one call: ``cfg = load_config("configs/refcoco.yaml", opts=["TEST.IMS_PER_BATCH", "1"])``.
+It starts from pristine defaults: changes a script made to the process-wide ``cfg`` (upstream's style,
+``cfg.merge_from_file(...)``) never leak into it, and it never writes to ``cfg``.
 """
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 
 from maskrcnn_benchmark.config.config_node import CfgNode, ConfigTypeError, UnknownConfigKeyError
@@ -31,6 +31,7 @@ __all__ = [
     "get_cfg",
     "merge_from_file",
     "merge_from_list",
+    "clean_opts",
     "load_config",
     "validate_config",
     "try_to_find",
@@ -63,23 +64,59 @@ def merge_from_list(config: CfgNode, opts: Sequence, source: str = "command line
     return config
 
 
-def load_config(
-    config_file: str | None = None,
-    opts: Sequence | None = None,
-    task_configs: Iterable[str] = (),
-    freeze: bool = True,
-) -> CfgNode:
-    """Defaults + ``config_file`` + each task config + ``opts``, validated (and frozen by default).
+def clean_opts(opts: Sequence | None) -> list:
+    """Command-line ``KEY VALUE`` overrides, cleaned of shell copy-paste artefacts.
 
-    Command-line ``opts`` are applied last, so they win over task configs, as in upstream's tools.
+    Items that are a lone ``\\`` or only whitespace (what ``\\`` or ``\\ `` before a line break of a pasted
+    multi-line command turns into) are dropped, as is a leading ``--``; an empty string stays (it is a value,
+    e.g. ``MODEL.WEIGHT ""``).
+
+    Raises:
+        ValueError: an odd number of items remains (the message lists them).
     """
+    items = [item for item in (opts or []) if item != "\\" and not (item and not str(item).strip())]
+    if items and items[0] == "--":
+        items = items[1:]
+    if len(items) % 2:
+        raise ValueError(f"config overrides must be KEY VALUE pairs; got an odd number of items: {items}")
+    return items
+
+
+def load_config(
+    config_file: str | os.PathLike,
+    opts: Sequence | None = None,
+    task_configs: str | os.PathLike | Iterable[str | os.PathLike] = (),
+    freeze: bool = False,
+) -> CfgNode:
+    """Pristine defaults + ``config_file`` + each task config + ``opts``, validated.
+
+    ``opts`` (cleaned by :func:`clean_opts`) are applied once, last, so the command line wins over the model
+    and task configs, as in upstream's tools. Nothing is read from or written to the global ``cfg``.
+
+    Args:
+        config_file: the model YAML.
+        opts: flat ``[KEY, VALUE, ...]`` overrides.
+        task_configs: task YAMLs (one path or several) merged after the model YAML, in order.
+        freeze: freeze the result (default: a mutable config, as the tools set OUTPUT_DIR etc. afterwards).
+
+    Returns:
+        A new CfgNode.
+
+    Raises:
+        ValueError: no config file given, odd ``opts``, a bad key/value (naming key and file) or a failed
+            cross-key validation. FileNotFoundError: a missing YAML (naming it).
+    """
+    if not config_file:
+        raise ValueError("no config file given (--config-file FILE)")
+    if isinstance(task_configs, (str, os.PathLike)):
+        task_configs = [task_configs]
     merged = get_cfg()
-    if config_file:
-        merged.merge_from_file(config_file)
+    merged.merge_from_file(os.fspath(config_file))
     for task_config in task_configs:
-        merged.merge_from_file(task_config)
-    if opts:
-        merged.merge_from_list(list(opts))
+        merged.merge_from_file(os.fspath(task_config))
+    overrides = clean_opts(opts)
+    if overrides:
+        merged.merge_from_list(overrides)
     validate_config(merged)
     if freeze:
         merged.freeze()

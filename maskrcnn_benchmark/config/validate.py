@@ -2,6 +2,8 @@
 
 import logging
 
+from maskrcnn_benchmark.config.keys import get_key
+
 __all__ = ["validate_config", "UNSUPPORTED_FLAGS"]
 
 logger = logging.getLogger(__name__)
@@ -22,13 +24,6 @@ UNSUPPORTED_FLAGS = {
 }
 
 _SWIN_STRIDE = 32  # patch 4 x three 2x patch mergings
-
-
-def _get(cfg, full_key: str):
-    node = cfg
-    for part in full_key.split("."):
-        node = node[part]
-    return node
 
 
 def _check_swin(cfg, problems: list[str]) -> None:
@@ -101,7 +96,7 @@ def _check_head(cfg, problems: list[str]) -> None:
         problems.append(f"MODEL.DYHEAD.FUSE_CONFIG.TYPE = {fuse_type!r}: GLIP early-fusion types are not "
                         "supported (use 'NONE')")
     for key, what in UNSUPPORTED_FLAGS.items():
-        if _get(cfg, key) is True:
+        if get_key(cfg, key) is True:
             problems.append(f"{key} = True: {what} is not implemented (set it to False)")
 
 

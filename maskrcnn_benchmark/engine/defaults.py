@@ -4,7 +4,7 @@
   ``--local-rank``, trailing ``opts``); :func:`tool_parser` - a tool's parser with them, plus the flags the
   training tools share (``--skip-test``, ``--use-tensorboard``);
 * :func:`output_dir_from_environment` - ``AMLT_OUTPUT_DIR`` overrides ``OUTPUT_DIR`` (training tools);
-* :func:`load_config` - defaults + config file + task file + opts, with errors that name the key and file;
+* ``load_config`` - re-exported from :func:`maskrcnn_benchmark.config.load_config`, the one config loader;
 * :func:`default_setup` - output folder, logging (rank 0 verbose, others warnings), the command line, the
   environment and the merged config in the log, ``config.yaml`` saved next to the outputs, seeding;
 * :func:`run_tool` - turns bad user input (missing file, unknown key, bad weight file) into a one-line message
@@ -17,10 +17,11 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
+from maskrcnn_benchmark.config import load_config
 from maskrcnn_benchmark.utils.distributed import get_rank, get_world_size
 from maskrcnn_benchmark.utils.logger import setup_logger
 from maskrcnn_benchmark.utils.miscellaneous import save_config, seed_all
@@ -30,7 +31,6 @@ __all__ = [
     "tool_parser",
     "output_dir_from_environment",
     "load_config",
-    "merge_config_file",
     "default_setup",
     "resolve_device",
     "expand_config_list",
@@ -84,65 +84,6 @@ def output_dir_from_environment(cfg) -> bool:
         return False
     cfg.OUTPUT_DIR = folder
     return True
-
-
-def merge_config_file(cfg, path: str) -> None:
-    """Merge a YAML file into ``cfg``; a missing file raises FileNotFoundError naming it."""
-    if not path:
-        raise UserInputError("no config file given (--config-file FILE)")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path} does not exist")
-    from maskrcnn_benchmark import config as config_module
-
-    merge = getattr(config_module, "merge_from_file", None)
-    if merge is not None:
-        merge(cfg, path)
-    else:
-        cfg.merge_from_file(path)
-
-
-def _clean_opts(opts: Sequence[str] | None) -> list:
-    # Copy-paste artefacts of multi-line shell commands ("\\" or "\\ " before a line break) are dropped; an
-    # empty string stays (it is a value, e.g. MODEL.WEIGHT "").
-    opts = [item for item in (opts or []) if item != "\\" and not (item and not item.strip())]
-    if opts and opts[0] == "--":
-        opts = opts[1:]
-    if len(opts) % 2:
-        raise UserInputError(f"config overrides must be KEY VALUE pairs; got an odd number of items: {opts}")
-    return opts
-
-
-def load_config(config_file: str, opts: Sequence[str] | None = None, task_config: str | None = None,
-                freeze: bool = False):
-    """Defaults + ``config_file`` (+ ``task_config``) + ``opts`` (the command line wins, also over the task file).
-
-    Args:
-        config_file: model YAML.
-        opts: flat ``[KEY, VALUE, ...]`` overrides.
-        task_config: optional task YAML merged after the model YAML (test_grounding_net / finetune).
-        freeze: freeze the result.
-
-    Returns:
-        a new CfgNode.
-    """
-    from maskrcnn_benchmark.config import cfg as default_cfg
-
-    cfg = default_cfg.clone()
-    cfg.defrost()
-    merge_config_file(cfg, config_file)
-    opts = _clean_opts(opts)
-    if opts:
-        cfg.merge_from_list(opts)
-    if task_config:
-        merge_config_file(cfg, task_config)
-        if opts:
-            cfg.merge_from_list(opts)
-    from maskrcnn_benchmark.config import validate_config
-
-    validate_config(cfg)
-    if freeze:
-        cfg.freeze()
-    return cfg
 
 
 def expand_config_list(spec: str | None, flag: str) -> list:

@@ -15,13 +15,15 @@ from typing import Any
 
 import torch
 
+from maskrcnn_benchmark.config import load_config
+from maskrcnn_benchmark.config.task_config import prepare_task_config
 from maskrcnn_benchmark.engine.inference import primary_metric
-from maskrcnn_benchmark.engine.runner import apply_postprocessing, build_model, evaluate_datasets, prepare_task_config
+from maskrcnn_benchmark.engine.runner import build_model, evaluate_datasets
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 from maskrcnn_benchmark.utils.distributed import is_main_process
 
 __all__ = ["load_weights", "evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task",
-           "summarize_results"]
+           "apply_postprocessing", "summarize_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,18 @@ def _report_line(report) -> str:
             parts.append(f"{len(keys)} {name.replace('_', ' ')} key(s) (e.g. {', '.join(map(str, keys[:3]))})")
     hints = report.hints() if hasattr(report, "hints") else []
     return "; ".join(parts + list(hints))
+
+
+def apply_postprocessing(model, cfg) -> None:
+    """Rebuild the model's test-time post-processor from a task's ``cfg`` (MODEL.ATSS.*, DYHEAD.SCORE_AGG).
+
+    The keys a task config may change are :data:`maskrcnn_benchmark.config.task_config.POSTPROCESSING_KEYS`.
+    """
+    from maskrcnn_benchmark.modeling.rpn.inference import build_atss_postprocessor
+
+    core = model.module if hasattr(model, "module") else model
+    old = core.rpn.post_processor
+    core.rpn.post_processor = build_atss_postprocessor(cfg, old.box_coder)
 
 
 def is_odinw_task(task_path: str) -> bool:
@@ -118,16 +132,14 @@ def _summary_table(summary: dict[str, Any]) -> str:
 
 
 def _task_cfg(base_cfg, task: str | None, config_file: str | None, opts):
-    """Model config + task file + opts again (the command line wins); ``task`` None -> the model config."""
+    """Model config + task file + opts (the command line wins); ``task`` None -> the model config."""
     if task is None:
         cfg = base_cfg.clone()
         cfg.defrost()
         return cfg
-    from maskrcnn_benchmark.engine.defaults import load_config
-
     if not config_file:
         raise ValueError(f"task config {task} needs the model config file it is merged on")
-    return load_config(config_file, opts, task_config=task)
+    return load_config(config_file, opts, task_configs=[task])
 
 
 def evaluate_checkpoint(base_cfg, weight: str | None, task_configs: Sequence[str], distributed: bool,

@@ -2,9 +2,9 @@
 
 The body of tools/finetune.py. Per task config and per shuffle seed:
 
-1. config = model config + task file + opts, then ``--custom_shot_and_epoch_and_general_copy "S_E_C"``
-   (DATASETS.FEW_SHOT=S, SOLVER.MAX_EPOCH=E, DATASETS.GENERAL_COPY=C), then opts again (the command line wins),
-   then ``SOLVER.TUNING_HIGHLEVEL_OVERRIDE``; the seed goes to DATASETS.SHUFFLE_SEED, which the few-shot
+1. config = model config + task file + ``--custom_shot_and_epoch_and_general_copy "S_E_C"``
+   (DATASETS.FEW_SHOT=S, SOLVER.MAX_EPOCH=E, DATASETS.GENERAL_COPY=C) + opts (the command line wins), then
+   ``SOLVER.TUNING_HIGHLEVEL_OVERRIDE``; the seed goes to DATASETS.SHUFFLE_SEED, which the few-shot
    sampler honours with ``DATASETS.FEW_SHOT_SUBSET seeded`` (the default: a different subset per seed) and
    ignores with ``upstream`` (upstream's one subset for every seed); which one was used is logged per run and
    saved with the results;
@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from maskrcnn_benchmark.config import clean_opts, load_config
 from maskrcnn_benchmark.engine.inference import primary_metric
 from maskrcnn_benchmark.engine.runner import apply_tuning_mode, evaluate_datasets, resolve_weight_path, train
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
@@ -79,19 +80,12 @@ def parse_shot_epoch_copy(value: str | None):
 
 def task_config(config_file: str, opts, task: str, shot_epoch_copy, seed: int | None, output_dir: str):
     """The config of one fine-tuning run (see the module docstring for the merge order)."""
-    from maskrcnn_benchmark.engine.defaults import load_config
-
-    cfg = load_config(config_file, opts, task_config=task)
+    overrides = []
     if shot_epoch_copy is not None:
         shots, epochs, copies = shot_epoch_copy
-        cfg.DATASETS.FEW_SHOT = shots
-        cfg.SOLVER.MAX_EPOCH = epochs
-        cfg.DATASETS.GENERAL_COPY = copies
-        from maskrcnn_benchmark.engine.defaults import _clean_opts
-
-        clean = _clean_opts(opts)
-        if clean:
-            cfg.merge_from_list(clean)
+        overrides = ["DATASETS.FEW_SHOT", shots, "SOLVER.MAX_EPOCH", epochs, "DATASETS.GENERAL_COPY", copies]
+    # The few-shot triple goes before the command line's opts, which are applied last and win.
+    cfg = load_config(config_file, overrides + clean_opts(opts), task_configs=[task])
     apply_tuning_mode(cfg)
     if seed is not None:
         cfg.DATASETS.SHUFFLE_SEED = seed

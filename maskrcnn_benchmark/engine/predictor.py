@@ -58,6 +58,7 @@ import torch
 
 # Prompt, split_caption_into_phrases (data/prompts.py), color_for_label and draw_detections
 # (utils/visualizer.py) stay importable from here: users' scripts import them from this module.
+from maskrcnn_benchmark.config import clean_opts, load_config
 from maskrcnn_benchmark.data.image_io import ImageInput, load_image  # load_image: re-exported (public)
 from maskrcnn_benchmark.data.prompts import (
     Prompt,
@@ -207,14 +208,14 @@ class Predictor:
 
     @staticmethod
     def _as_cfg(cfg, opts: Sequence[str] | None):
+        """A YAML path goes through the config loader; a CfgNode is copied (``opts`` merged into the copy)."""
         if isinstance(cfg, (str, os.PathLike)):
-            from maskrcnn_benchmark.engine.defaults import load_config
-
-            return load_config(os.fspath(cfg), list(opts or []))
+            return load_config(cfg, opts)
         cfg = cfg.clone()
-        if opts:
+        overrides = clean_opts(opts)
+        if overrides:
             cfg.defrost()
-            cfg.merge_from_list(list(opts))
+            cfg.merge_from_list(overrides)
         return cfg
 
     def _default_device(self) -> torch.device:

@@ -191,7 +191,7 @@ def test_missing_file_odd_opts_and_frozen(tmp_path):
         get_cfg().merge_from_file(str(tmp_path / "nope.yaml"))
     with pytest.raises(ValueError, match="pairs"):
         get_cfg().merge_from_list(["TEST.IMS_PER_BATCH"])
-    frozen = load_config(str(PRETRAIN))
+    frozen = load_config(str(PRETRAIN), freeze=True)
     with pytest.raises(AttributeError, match="frozen"):
         frozen.merge_from_list(["TEST.IMS_PER_BATCH", "2"])
     not_mapping = _write(tmp_path, "list.yaml", "- a\n- b\n")

@@ -13,8 +13,8 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 
 def test_fp16_amp_training_on_gpu(tmp_path, bpe_tokenizer_dir, monkeypatch):
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.data.synthetic import write_coco
-    from maskrcnn_benchmark.engine.defaults import load_config
     from maskrcnn_benchmark.engine.runner import train
 
     write_coco(str(tmp_path / "data"), seed=0, num_images=4)

@@ -170,8 +170,8 @@ def test_primary_metric_and_table():
 def test_prefix_reuse_equals_full_forward_per_chunk(bpe_tokenizer_dir, bpe_tokenizer):
     from pathlib import Path
 
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.data.prompts import plan_detection_prompts
-    from maskrcnn_benchmark.engine.defaults import load_config
     from maskrcnn_benchmark.engine.inference import PrefixReuse, _forward_detection
     from maskrcnn_benchmark.modeling.detector import build_detection_model
 

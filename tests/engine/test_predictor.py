@@ -15,7 +15,7 @@ CLASSES = ["red square", "blue circle", "green triangle"]
 
 
 def tiny_cfg(tokenizer_dir, *opts):
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
 
     if not TINY.is_file():
         pytest.skip(f"{TINY} is absent")

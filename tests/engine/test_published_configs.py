@@ -55,7 +55,7 @@ def test_published_config_trains_at_tiny_width(config, synthetic_root, bpe_token
     path = REPO / "configs" / config
     if not (path.is_file() and TINY.is_file()):
         pytest.skip(f"{path} or the tiny config is absent")
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.engine.runner import train
 
     monkeypatch.setenv("DATASET", str(synthetic_root))

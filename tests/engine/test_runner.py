@@ -1,15 +1,10 @@
-"""Runner helpers: tuning presets, task-config key rules, few-shot argument parsing, config globs."""
+"""Runner helpers: tuning presets, few-shot argument parsing, config globs."""
 
 import pytest
 
 from maskrcnn_benchmark.engine.defaults import expand_config_list
 from maskrcnn_benchmark.engine.finetune import parse_shot_epoch_copy
-from maskrcnn_benchmark.engine.runner import (
-    TUNING_MODES,
-    apply_tuning_mode,
-    classify_task_model_keys,
-    prepare_task_config,
-)
+from maskrcnn_benchmark.engine.runner import TUNING_MODES, apply_tuning_mode
 
 
 def _cfg():
@@ -41,27 +36,6 @@ def test_tuning_presets_match_upstream_table():
     cfg.SOLVER.TUNING_HIGHLEVEL_OVERRIDE = "prompt_v9"
     with pytest.raises(ValueError, match="prompt_v9"):
         apply_tuning_mode(cfg)
-
-
-def test_task_config_keys_applied_ignored_rejected():
-    base = _cfg()
-    task = _cfg()
-    task.MODEL.DYHEAD.NUM_CLASSES = 8
-    task.MODEL.FCOS.NUM_CLASSES = 8
-    task.MODEL.ATSS.INFERENCE_TH = 0.3
-    task.MODEL.ATSS.DETECTIONS_PER_IMG = 300
-    task.MODEL.RETINANET.DETECTIONS_PER_IMG = 300
-    keys = classify_task_model_keys(base, task)
-    assert keys["applied"] == ["MODEL.ATSS.DETECTIONS_PER_IMG", "MODEL.ATSS.INFERENCE_TH"]
-    assert set(keys["ignored"]) == {"MODEL.DYHEAD.NUM_CLASSES", "MODEL.FCOS.NUM_CLASSES",
-                                    "MODEL.RETINANET.DETECTIONS_PER_IMG"}
-    assert keys["rejected"] == []
-    prepared = prepare_task_config(base, task, "task.yaml")
-    assert prepared.MODEL.DYHEAD.NUM_CLASSES == base.MODEL.DYHEAD.NUM_CLASSES  # placeholder not applied
-    assert prepared.MODEL.ATSS.INFERENCE_TH == 0.3
-    task.MODEL.SWINT.EMBED_DIM = 64
-    with pytest.raises(ValueError, match=r"task.yaml: .*MODEL.SWINT.EMBED_DIM=64"):
-        prepare_task_config(base, task, "task.yaml")
 
 
 def test_shot_epoch_copy_and_globs(tmp_path):

@@ -57,7 +57,7 @@ def test_checkpoint_of_another_architecture(tmp_path):
     if not (TINY.is_file() and TINY_V3.is_file()):
         pytest.skip("tiny configs are absent")
     sys.path.insert(0, str(REPO))
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.modeling.detector import build_detection_model
 
     cfg = load_config(str(TINY), ["MODEL.SWINT.EMBED_DIM", "32", "MODEL.SWINT.OUT_CHANNELS", "(32, 64, 128, 256)"])

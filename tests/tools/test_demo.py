@@ -33,8 +33,8 @@ def _opts(tokenizer_dir):
 def setup(tmp_path_factory, bpe_tokenizer_dir):
     if not TINY.is_file():
         pytest.skip(f"{TINY} is absent")
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.data.synthetic import SHAPE_CLASSES, draw_scene
-    from maskrcnn_benchmark.engine.defaults import load_config
     from maskrcnn_benchmark.modeling.detector import build_detection_model
     from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
 

@@ -63,9 +63,10 @@ def _parser(tool):
 
 @pytest.mark.parametrize("tool,command,task", COMMANDS, ids=[f"{t}:{i}" for i, (t, _, _) in enumerate(COMMANDS)])
 def test_readme_command_parses_and_merges(tool, command, task, monkeypatch):
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
+    from maskrcnn_benchmark.config.task_config import prepare_task_config
     from maskrcnn_benchmark.engine.finetune import parse_shot_epoch_copy
-    from maskrcnn_benchmark.engine.runner import apply_tuning_mode, prepare_task_config
+    from maskrcnn_benchmark.engine.runner import apply_tuning_mode
 
     monkeypatch.chdir(REPO)
     args = _parser(tool).parse_args(shlex.split(command))
@@ -73,7 +74,7 @@ def test_readme_command_parses_and_merges(tool, command, task, monkeypatch):
         pytest.skip(f"{args.config_file} is absent")
     base = load_config(args.config_file, args.opts)
     if task is not None:
-        cfg = load_config(args.config_file, args.opts, task_config=task)
+        cfg = load_config(args.config_file, args.opts, task_configs=[task])
         if tool == "test_grounding_net.py":
             prepare_task_config(base, cfg, task)  # only allowed MODEL keys differ
         if tool == "finetune.py":

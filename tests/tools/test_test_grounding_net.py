@@ -29,7 +29,7 @@ def synthetic_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_weight(tmp_path_factory, bpe_tokenizer_dir):
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.modeling.detector import build_detection_model
 
     cfg = load_config(str(TINY), ["MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir])

@@ -525,7 +525,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(name, *opts):
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
 
     path = REPO / "configs" / name
     if not path.is_file():
