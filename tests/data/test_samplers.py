@@ -34,16 +34,50 @@ def test_distributed_sampler_shards_are_disjoint_and_deterministic():
         DistributedSampler(data, num_replicas=3, rank=3)
 
 
-def test_grouped_batches_hold_one_group():
-    group_ids = [0, 1, 0, 1, 1, 0, 0, 1, 0, 0]
+def test_grouped_batches_follow_upstreams_order():
+    # Rule (issue 13, upstream maskrcnn_benchmark GroupedBatchSampler): split the drawn indices by group in
+    # drawing order, cut each group into batches of batch_size, order the batches by the draw position of
+    # their first element. Worked example from the issue: group 0 = [0, 1, 3, 6, 9] -> [0, 1, 3], [6, 9];
+    # group 1 = [2, 4, 5, 7, 8] -> [2, 4, 5], [7, 8]; first elements drawn at 0, 2, 6, 7.
+    group_ids = [0, 0, 1, 0, 1, 1, 0, 1, 1, 0]
     sampler = list(range(10))
     batches = list(GroupedBatchSampler(sampler, group_ids, 3))
-    assert all(len({group_ids[i] for i in b}) == 1 for b in batches)
-    assert sorted(itertools.chain(*batches)) == list(range(10))
-    assert batches[:2] == [[1, 3, 4], [0, 2, 5]]  # emitted when full, in drawing order
-    assert len(GroupedBatchSampler(sampler, group_ids, 3)) == len(batches) == 4
+    assert batches == [[0, 1, 3], [2, 4, 5], [6, 9], [7, 8]]
+    assert len(GroupedBatchSampler(sampler, group_ids, 3)) == 4
     dropped = list(GroupedBatchSampler(sampler, group_ids, 3, drop_uneven=True))
-    assert all(len(b) == 3 for b in dropped) and len(dropped) == 3
+    assert dropped == [[0, 1, 3], [2, 4, 5]]
+    assert len(GroupedBatchSampler(sampler, group_ids, 3, drop_uneven=True)) == 2
+
+
+def test_grouped_batches_follow_a_shuffled_sampler():
+    # the sampler draws 9, 2, 7, 0, 4, 8, 1, 5, 3, 6 (positions 0..9)
+    group_ids = [0, 0, 1, 0, 1, 1, 0, 1, 1, 0]
+    drawn = [9, 2, 7, 0, 4, 8, 1, 5, 3, 6]
+    # batch size 2. group 0 in drawing order: 9, 0, 1, 3, 6 -> [9, 0], [1, 3], [6]
+    # group 1 in drawing order: 2, 7, 4, 8, 5 -> [2, 7], [4, 8], [5]
+    # first elements drawn at: 9 -> 0, 2 -> 1, 4 -> 4, 1 -> 6, 5 -> 7, 6 -> 9
+    assert list(GroupedBatchSampler(drawn, group_ids, 2)) == [[9, 0], [2, 7], [4, 8], [1, 3], [5], [6]]
+    assert list(GroupedBatchSampler(drawn, group_ids, 2, drop_uneven=True)) == [[9, 0], [2, 7], [4, 8], [1, 3]]
+    # one group only: plain consecutive batches
+    assert list(GroupedBatchSampler(drawn, [0] * 10, 4)) == [[9, 2, 7, 0], [4, 8, 1, 5], [3, 6]]
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        GroupedBatchSampler(drawn, group_ids, 0)
+
+
+def test_grouped_batches_are_a_function_of_the_epoch():
+    group_ids = [0, 1] * 8
+    sampler = DistributedSampler(list(range(16)), 1, 0, shuffle=True, seed=4)
+    grouped = GroupedBatchSampler(sampler, group_ids, 3, drop_uneven=True)
+    grouped.set_epoch(1)
+    first = list(grouped)
+    grouped.set_epoch(2)
+    second = list(grouped)
+    grouped.set_epoch(1)
+    assert list(grouped) == first != second
+    assert all(len({group_ids[i] for i in b}) == 1 and len(b) == 3 for b in first)
+    resumed = list(IterationBasedBatchSampler(GroupedBatchSampler(sampler, group_ids, 3, drop_uneven=True), 9, 5))
+    full = list(IterationBasedBatchSampler(GroupedBatchSampler(sampler, group_ids, 3, drop_uneven=True), 9))
+    assert resumed == full[5:]
 
 
 def _iteration_batches(start_iter, num_iterations=11, seed_samples=None):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from maskrcnn_benchmark.config import cfg as base_cfg
 from maskrcnn_benchmark.solver.build import (
     build_param_groups,
     clip_gradients,
@@ -24,10 +25,7 @@ from maskrcnn_benchmark.solver.lr_scheduler import (
 
 
 def _cfg(**solver):
-    config = pytest.importorskip("maskrcnn_benchmark.config", reason="config package not available")
-    if not hasattr(config, "cfg"):
-        pytest.skip("maskrcnn_benchmark.config.cfg not available yet")
-    cfg = config.cfg.clone()
+    cfg = base_cfg.clone()
     cfg.defrost()
     for key, value in solver.items():
         node = cfg.SOLVER

@@ -84,15 +84,7 @@ def test_remove_small_boxes_uses_plus_one_widths():
     assert kept.get_field("labels").tolist() == [1, 3]
 
 
-def _layers_or_skip():
-    try:
-        from maskrcnn_benchmark.layers import ml_nms, nms  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"maskrcnn_benchmark.layers nms/ml_nms not available yet: {e}")
-
-
 def test_boxlist_nms_and_ml_nms():
-    _layers_or_skip()
     boxes = BoxList(
         [[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 60.0, 60.0], [0.0, 0.0, 10.0, 10.0]],
         (100, 100),

@@ -66,23 +66,26 @@ class BoxCoder:
         """Boxes obtained by applying ``deltas`` to ``anchors``.
 
         Args:
-            deltas (Tensor[N, 4]): weighted ``(dx, dy, dw, dh)``.
+            deltas (Tensor[N, 4K]): weighted ``(dx, dy, dw, dh)``, K >= 1 groups per anchor (upstream's
+                class-specific form; the VL head uses K = 1).
             anchors (Tensor[N, 4]): anchors, xyxy, +1 convention.
 
         Returns:
-            Tensor[N, 4]: decoded xyxy boxes (+1 convention), in ``deltas``' dtype.
+            Tensor[N, 4K]: decoded xyxy boxes (+1 convention), in ``deltas``' dtype.
         """
-        if deltas.shape[0] != anchors.shape[0] or deltas.shape[-1] != 4:
-            raise ValueError(f"decode: deltas {tuple(deltas.shape)} do not pair with anchors {tuple(anchors.shape)}")
+        if deltas.dim() != 2 or deltas.shape[0] != anchors.shape[0] or deltas.shape[-1] % 4 or not deltas.shape[-1]:
+            raise ValueError(f"decode: deltas {tuple(deltas.shape)} do not pair with anchors {tuple(anchors.shape)}"
+                             " (expected [N, 4K])")
         anchors = anchors.to(deltas.dtype)
         wx, wy, ww, wh = self.weights
-        a_x, a_y, a_w, a_h = _centre_size(anchors)
-        dx = deltas[:, 0] / wx
-        dy = deltas[:, 1] / wy
-        dw = (deltas[:, 2] / ww).clamp(max=self.bbox_xform_clip)
-        dh = (deltas[:, 3] / wh).clamp(max=self.bbox_xform_clip)
+        a_x, a_y, a_w, a_h = (t[:, None] for t in _centre_size(anchors))
+        dx = deltas[:, 0::4] / wx
+        dy = deltas[:, 1::4] / wy
+        dw = (deltas[:, 2::4] / ww).clamp(max=self.bbox_xform_clip)
+        dh = (deltas[:, 3::4] / wh).clamp(max=self.bbox_xform_clip)
         ctr_x = dx * a_w + a_x
         ctr_y = dy * a_h + a_y
         half_w = (torch.exp(dw) * a_w - 1) / 2
         half_h = (torch.exp(dh) * a_h - 1) / 2
-        return torch.stack((ctr_x - half_w, ctr_y - half_h, ctr_x + half_w, ctr_y + half_h), dim=1)
+        boxes = torch.stack((ctr_x - half_w, ctr_y - half_h, ctr_x + half_w, ctr_y + half_h), dim=2)
+        return boxes.reshape(deltas.shape)

@@ -53,3 +53,32 @@ def test_empty_and_bad_shapes():
         coder.encode(torch.zeros(2, 4), torch.zeros(3, 4))
     with pytest.raises(ValueError, match="4 weights"):
         BoxCoder(weights=(1.0, 1.0))
+
+
+def test_upstream_import_path_and_call_form():
+    # maskrcnn-benchmark's scripts and tests do `from maskrcnn_benchmark.modeling.box_coder import BoxCoder`
+    # and build it with explicit weights (DESIGN.md "Names that users' scripts import").
+    from maskrcnn_benchmark.modeling import box_coder as upstream_path
+
+    assert upstream_path.BoxCoder is BoxCoder
+    coder = upstream_path.BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
+    # anchor [0, 0, 9, 19]: width 10, height 20, centre (4.5, 9.5) (+1 convention, upstream-facts.md 1.13).
+    # dx = 0.5 -> centre x 4.5 + 5 = 9.5; dy = -0.25 -> centre y 9.5 - 5 = 4.5; dw = ln 2 -> width 20;
+    # dh = 0 -> height 20. Box = centre -+ (size - 1) / 2.
+    deltas = torch.tensor([[0.5, -0.25, math.log(2.0), 0.0]])
+    boxes = coder.decode(deltas, torch.tensor([[0.0, 0.0, 9.0, 19.0]]))
+    torch.testing.assert_close(boxes, torch.tensor([[0.0, -5.0, 19.0, 14.0]]))
+
+
+def test_decode_several_box_groups_per_anchor():
+    # upstream's class-specific form: deltas [N, 4K] decode to boxes [N, 4K], group k from columns 4k..4k+3.
+    coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
+    anchors = torch.tensor([[0.0, 0.0, 9.0, 9.0], [10.0, 10.0, 13.0, 13.0]])  # widths 10 and 4
+    deltas = torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+                           [0.0, 0.5, 0.0, 0.0, 0.0, 0.0, math.log(0.5), math.log(0.5)]])
+    expected = torch.tensor([[0.0, 0.0, 9.0, 9.0, 10.0, 0.0, 19.0, 9.0],
+                             [10.0, 12.0, 13.0, 15.0, 11.0, 11.0, 12.0, 12.0]])
+    torch.testing.assert_close(coder.decode(deltas, anchors), expected)
+    with pytest.raises(ValueError, match=r"expected \[N, 4K\]"):
+        coder.decode(torch.zeros(2, 6), anchors)
+    assert coder.decode(torch.zeros(0, 8), torch.zeros(0, 4)).shape == (0, 8)
