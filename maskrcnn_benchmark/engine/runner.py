@@ -40,8 +40,8 @@ TUNING_MODES: dict[str, dict[str, bool]] = {
                                language=False),
     "language_prompt_v2": dict(backbone=True, fpn=True, rpn=True, linear_prob=False, linear_layer=True,
                                language=True),
-    "language_prompt_v3": dict(backbone=True, fpn=True, rpn=False, linear_prob=False, linear_layer=True,
-                               language=True),
+    "language_prompt_v3": dict(backbone=True, fpn=True, rpn=True, linear_prob=True, linear_layer=False,
+                               language=False),
     "language_prompt_v4": dict(backbone=True, fpn=True, rpn=True, linear_prob=True, linear_layer=True,
                                language=True),
 }
