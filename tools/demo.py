@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'|'-separated phrases of --caption (default: split at . , ;)")
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=4, help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default MODEL.DEVICE)")
+    parser.add_argument("--allow-untrained-weights", dest="allow_untrained", action="store_true",
+                        help="run with a weight file that leaves parts of the detector untrained (e.g. a "
+                             "coarse-stage checkpoint: random FPN and head); refused without this flag")
     return parser
 
 
@@ -109,7 +112,8 @@ def main(args) -> int:
     if weight is None:
         logger.warning("no --weight and no MODEL.WEIGHT: the model has random weights")
     files = collect_images(args.input)
-    predictor = Predictor(cfg, weight=weight, device=args.device, batch_size=args.batch_size)
+    predictor = Predictor(cfg, weight=weight, device=args.device, batch_size=args.batch_size,
+                          allow_untrained=args.allow_untrained)
     if args.caption is not None:
         phrases = [p for p in args.phrases.split("|")] if args.phrases else None
         prompt = predictor.grounding_prompt(args.caption, phrases=phrases)

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--world-size", dest="world_size", type=int, default=1,
                         help="number of processes (use torchrun; kept for upstream's command lines)")
     parser.add_argument("--dist-url", dest="dist_url", default="env://", help="kept for upstream's command lines")
+    parser.add_argument("--allow-untrained-weights", dest="allow_untrained", action="store_true",
+                        help="run with a weight file that leaves parts of the detector untrained (e.g. a "
+                             "coarse-stage checkpoint: random FPN and head); refused without this flag")
     return parser
 
 
@@ -57,7 +60,7 @@ def main(args) -> int:
     default_setup(cfg, args, "test_grounding_net")
     tasks = expand_config_list(args.task_config, "--task_config")
     evaluate_checkpoint(cfg, args.weight, tasks, distributed, resolve_device(cfg), config_file=args.config_file,
-                        opts=args.opts)
+                        opts=args.opts, allow_untrained=args.allow_untrained)
     return 0
 
 

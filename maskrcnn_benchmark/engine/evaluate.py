@@ -19,10 +19,11 @@ from maskrcnn_benchmark.config import load_config
 from maskrcnn_benchmark.config.task_config import prepare_task_config
 from maskrcnn_benchmark.engine.inference import primary_metric
 from maskrcnn_benchmark.engine.runner import build_model, evaluate_datasets
+from maskrcnn_benchmark.engine.weights import load_inference_weights
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 from maskrcnn_benchmark.utils.distributed import is_main_process
 
-__all__ = ["load_weights", "evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task",
+__all__ = ["evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task",
            "apply_postprocessing", "summarize_results"]
 
 logger = logging.getLogger(__name__)
@@ -33,43 +34,6 @@ def weight_name(weight: str | None) -> str:
     if not weight:
         return "untrained"
     return os.path.splitext(os.path.basename(weight))[0]
-
-
-def load_weights(model, cfg, weight: str | None) -> None:
-    """Load the evaluation weights ("model", or "model_ema" with TEST.USE_EMA_WEIGHTS) strictly.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file does not fit the model (another architecture); the message names the file and
-            summarises the key report.
-    """
-    if not weight:
-        logger.warning("no --weight given: evaluating randomly initialised weights")
-        return
-    from maskrcnn_benchmark.engine.runner import resolve_weight_path
-    from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
-
-    path = resolve_weight_path(weight)
-    use_ema = bool(getattr(cfg.TEST, "USE_EMA_WEIGHTS", False))
-    checkpointer = DetectronCheckpointer(cfg, model, save_dir="")
-    checkpointer.load(path, force=True, use_ema=use_ema, resume=False, use_latest=False)
-    report = checkpointer.last_report
-    if report is not None and _report_is_mismatch(report):
-        raise ValueError(f"{path}: checkpoint does not fit the model built from the config: {_report_line(report)}")
-
-
-def _report_is_mismatch(report) -> bool:
-    return not report.is_clean
-
-
-def _report_line(report) -> str:
-    parts = []
-    for name in ("missing", "unexpected", "shape_mismatch"):
-        keys = [k[0] if isinstance(k, tuple) else k for k in getattr(report, name, None) or []]
-        if keys:
-            parts.append(f"{len(keys)} {name.replace('_', ' ')} key(s) (e.g. {', '.join(map(str, keys[:3]))})")
-    hints = report.hints() if hasattr(report, "hints") else []
-    return "; ".join(parts + list(hints))
 
 
 def apply_postprocessing(model, cfg) -> None:
@@ -143,7 +107,8 @@ def _task_cfg(base_cfg, task: str | None, config_file: str | None, opts):
 
 
 def evaluate_checkpoint(base_cfg, weight: str | None, task_configs: Sequence[str], distributed: bool,
-                        device: torch.device, config_file: str | None = None, opts=None) -> dict[str, Any]:
+                        device: torch.device, config_file: str | None = None, opts=None,
+                        allow_untrained: bool = False) -> dict[str, Any]:
     """Build the model from ``base_cfg``, load ``weight``, evaluate every task config (or base DATASETS.TEST).
 
     Args:
@@ -152,13 +117,15 @@ def evaluate_checkpoint(base_cfg, weight: str | None, task_configs: Sequence[str
         task_configs: task YAMLs; empty -> evaluate ``base_cfg``'s DATASETS.TEST.
         distributed, device: as for training.
         config_file, opts: what ``base_cfg`` was made of, to rebuild it under each task file.
+        allow_untrained: evaluate a ``weight`` file that leaves detector parts untrained (e.g. a coarse-stage
+            checkpoint); refused otherwise (see :mod:`maskrcnn_benchmark.engine.weights`).
 
     Returns:
         the summary dict written to ``summary.json``.
     """
     base_cfg.freeze()
     model = build_model(base_cfg, device)
-    load_weights(model, base_cfg, weight)
+    load_inference_weights(model, weight, use_ema=bool(base_cfg.TEST.USE_EMA_WEIGHTS), allow_untrained=allow_untrained)
     model.eval()
     output_root = os.path.join(base_cfg.OUTPUT_DIR, "eval", weight_name(weight))
     results: dict[str, dict[str, Any]] = {}

@@ -33,6 +33,7 @@ import torch
 from maskrcnn_benchmark.config import clean_opts, load_config
 from maskrcnn_benchmark.engine.inference import primary_metric
 from maskrcnn_benchmark.engine.runner import apply_tuning_mode, evaluate_datasets, resolve_weight_path, train
+from maskrcnn_benchmark.engine.weights import load_inference_weights
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 from maskrcnn_benchmark.utils.distributed import is_main_process, synchronize
 from maskrcnn_benchmark.utils.miscellaneous import save_config
@@ -127,12 +128,10 @@ def _evaluate_split(cfg, model, split: str, distributed: bool, device, folder: s
 
 
 def _evaluate_best(cfg, model, options: FinetuneOptions, distributed: bool, device) -> dict[str, Any]:
-    from maskrcnn_benchmark.engine.evaluate import load_weights
-
     results: dict[str, Any] = {}
     best = _best_weights(cfg.OUTPUT_DIR)
     if best is not None:
-        load_weights(model, cfg, best)
+        load_inference_weights(model, best, use_ema=bool(cfg.TEST.USE_EMA_WEIGHTS))
     splits = ["test"] + (["val"] if options.push_both_val_and_test else [])
     for split in splits:
         found = _evaluate_split(cfg, model, split, distributed, device,
@@ -143,7 +142,6 @@ def _evaluate_best(cfg, model, options: FinetuneOptions, distributed: bool, devi
 
 
 def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> dict[str, Any]:
-    from maskrcnn_benchmark.engine.evaluate import load_weights
     from maskrcnn_benchmark.engine.runner import build_model
 
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
@@ -156,7 +154,9 @@ def _run_one(cfg, options: FinetuneOptions, distributed: bool, device) -> dict[s
         if zero_shot and weight and is_main_process():
             shutil.copyfile(weight, os.path.join(cfg.OUTPUT_DIR, "model_best.pth"))
         synchronize()
-        load_weights(model, cfg, _best_weights(cfg.OUTPUT_DIR) or weight or None)
+        # The start weights are evaluated as they are: a partial (e.g. coarse-stage) file is refused here.
+        load_inference_weights(model, _best_weights(cfg.OUTPUT_DIR) or weight or None,
+                               use_ema=bool(cfg.TEST.USE_EMA_WEIGHTS))
         summary: dict[str, Any] = {"trained": False}
     else:
         cfg.freeze()

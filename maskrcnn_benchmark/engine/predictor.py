@@ -66,6 +66,7 @@ from maskrcnn_benchmark.data.prompts import (
     build_grounding_prompt,
     split_caption_into_phrases,
 )
+from maskrcnn_benchmark.engine.weights import load_inference_weights
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.structures.image_list import ImageList
 from maskrcnn_benchmark.utils.visualizer import color_for_label, draw_detections
@@ -158,8 +159,11 @@ class Predictor:
 
     Args:
         cfg: a config (``CfgNode``) or the path of a YAML file (merged onto the defaults).
-        weight: checkpoint to load (any kind the checkpoint loader reads); it must fit the config exactly
-            (otherwise ``ValueError`` with the key report). None: keep ``model``'s / random weights.
+        weight: checkpoint to load, through the inference weight loader
+            (:func:`maskrcnn_benchmark.engine.weights.load_inference_weights`): it must fit the config exactly
+            (otherwise ``ValueError`` with the key report), hold only finite values and train every part of the
+            detector (a coarse-stage, Swin or RoBERTa file is refused, naming the parts it lacks). None: keep
+            ``model``'s / random weights.
         model: an existing model to use instead of building one from ``cfg``.
         device: "cpu", "cuda", ... (default: ``MODEL.DEVICE`` if available, else CPU).
         use_ema: load the ``model_ema`` weights of ``weight`` (default ``TEST.USE_EMA_WEIGHTS``).
@@ -171,13 +175,15 @@ class Predictor:
         opts: ``[KEY, VALUE, ...]`` config overrides (e.g. ``["MODEL.ATSS.INFERENCE_TH", "0.1"]``).
         reuse_prefix: with several prompts (a chunked class list), compute the caption-independent part of
             the backbone once per batch (same results, up to ~1.8x fewer FLOPs for LVIS-size lists).
+        allow_untrained: accept a ``weight`` file that leaves detector parts at their random initialisation
+            (a warning names them).
     """
 
     def __init__(self, cfg, weight: str | None = None, model: torch.nn.Module | None = None,
                  device: str | torch.device | None = None, use_ema: bool | None = None,
                  amp: bool | None = None, batch_size: int = 4, pad_mode: str = "exact",
                  canvas_size: tuple[int, int] | None = None, opts: Sequence[str] | None = None,
-                 reuse_prefix: bool = True):
+                 reuse_prefix: bool = True, allow_untrained: bool = False):
         self.cfg = self._as_cfg(cfg, opts)
         if pad_mode not in _PAD_MODES:
             raise ValueError(f"pad_mode must be one of {_PAD_MODES}, got {pad_mode!r}")
@@ -198,7 +204,7 @@ class Predictor:
         if weight is not None:
             if use_ema is None:
                 use_ema = bool(getattr(self.cfg.TEST, "USE_EMA_WEIGHTS", False))
-            self._load_weight(weight, use_ema)
+            load_inference_weights(self.model, weight, use_ema=use_ema, allow_untrained=allow_untrained)
         self.model.eval().to(self.device)
         from maskrcnn_benchmark.data.transforms import build_transforms
 
@@ -229,22 +235,6 @@ class Predictor:
         if self.size_divisible > 0:
             side = int(math.ceil(side / self.size_divisible) * self.size_divisible)
         return side, side
-
-    def _load_weight(self, weight: str, use_ema: bool) -> None:
-        from maskrcnn_benchmark.utils.checkpoint import CheckpointMismatchError, load_checkpoint
-        from maskrcnn_benchmark.utils.key_map import DERIVED_BUFFER_PATTERN
-        from maskrcnn_benchmark.utils.model_serialization import group_keys
-
-        try:
-            report = load_checkpoint(self.model, weight, use_ema=use_ema, strict=True)
-        except CheckpointMismatchError as e:
-            raise ValueError(f"weight file {weight} does not fit this config (was it trained with another "
-                             f"config?):\n{e}") from e
-        untrained = [k for k in report.expected_missing if not DERIVED_BUFFER_PATTERN.search(k)]
-        if untrained:
-            raise ValueError(f"weight file {weight} is a {report.kind!r} checkpoint: it holds no weights for "
-                             f"{len(untrained)} tensors of the detector (e.g. {', '.join(group_keys(untrained)[:3])}),"
-                             f" which would stay random; use a fine-grained FIBER checkpoint for inference")
 
     @property
     def tokenizer(self):
