@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import os
 from collections.abc import Sequence
 from typing import Any
+
+from ...utils.json_io import read_json_file
 
 __all__ = ["CocoStyleAnnotations", "CocoStyleSamples", "load_json", "image_path_from_record"]
 
@@ -22,14 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 def load_json(path: str) -> Any:
-    """Read a JSON file; a missing or malformed file gives an error naming it."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    """Read a JSON (or gzip JSON) file; a missing, empty or malformed file gives an error naming it."""
+    return read_json_file(path, what="annotation file")
 
 
 def image_path_from_record(img_dir: str, record: dict[str, Any], prefer_coco_url: bool = False) -> str:

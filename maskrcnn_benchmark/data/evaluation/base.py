@@ -9,7 +9,6 @@ network input; the evaluator maps them back to the original image size given by 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
+from maskrcnn_benchmark.utils.json_io import read_json_file
 
 __all__ = [
     "DatasetEvaluator",
@@ -34,14 +34,8 @@ ImageInfo = Callable[[int], Mapping[str, Any]]
 
 
 def read_json(path: str) -> Any:
-    """Load a JSON file, with an error naming the file when it is missing or malformed."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path) as stream:
-        try:
-            return json.load(stream)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from error
+    """Load a JSON (or gzip JSON) file, with an error naming the file when it is missing or malformed."""
+    return read_json_file(path)
 
 
 def image_info_getter(dataset: Any) -> ImageInfo:
