@@ -27,6 +27,7 @@ import numpy as np
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 
 from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
+from .records import GroundTruthIds, check_ground_truth, check_result_records, looks_like_lvis
 
 __all__ = [
     "COCO_METRIC_NAMES",
@@ -34,6 +35,7 @@ __all__ = [
     "coco_result_record",
     "coco_records_from_arrays",
     "evaluate_coco_bbox",
+    "load_coco_ground_truth",
     "format_per_category_table",
     "CocoEvaluator",
 ]
@@ -104,7 +106,8 @@ def coco_records_from_arrays(
         else:
             category_id = label
         x1, y1, x2, y2 = (float(v) for v in box)
-        bbox = [x1, y1, x2 - x1 + offset, y2 - y1 + offset]
+        # a degenerate box (x2 < x1 - offset after resizing) is written with width 0, never negative
+        bbox = [x1, y1, max(x2 - x1 + offset, 0.0), max(y2 - y1 + offset, 0.0)]
         score = float(score)
         if box_digits is not None:
             bbox = [round(v, box_digits) for v in bbox]
@@ -115,14 +118,45 @@ def coco_records_from_arrays(
 
 
 def _load_gt_dict(gt: GroundTruth) -> dict[str, Any]:
-    if isinstance(gt, str):
-        return read_json(gt)
+    if isinstance(gt, (str, os.PathLike)):
+        return read_json(os.fspath(gt))
     if isinstance(gt, dict):
         return gt
     dataset = getattr(gt, "dataset", None)
     if isinstance(dataset, dict):
         return dataset
     raise TypeError(f"ground truth must be a json path, a dict or a COCO object, got {type(gt).__name__}")
+
+
+def gt_source(gt: Any) -> str:
+    """How messages name a ground truth: its path, or "ground truth" for objects in memory."""
+    return os.fspath(gt) if isinstance(gt, (str, os.PathLike)) else "ground truth"
+
+
+def _with_coco_defaults(annotation: dict[str, Any]) -> dict[str, Any]:
+    width, height = annotation["bbox"][2:]
+    return {"iscrowd": 0, "area": float(width) * float(height), **annotation}
+
+
+def load_coco_ground_truth(gt: GroundTruth) -> tuple[dict[str, Any], GroundTruthIds]:
+    """A checked COCO-format detection ground truth for COCOeval, and its ids.
+
+    Annotations without "iscrowd" / "area" get 0 / w * h (in a copy), as both back ends need them.
+
+    Raises:
+        ValueError: a malformed ground truth (naming the record), or an LVIS file (which needs ``lvis``).
+    """
+    gt_dict = _load_gt_dict(gt)
+    source = gt_source(gt)
+    ids = check_ground_truth(gt_dict, source)
+    if looks_like_lvis(gt_dict):
+        raise ValueError(f"{source}: this is an LVIS annotation file (categories with 'frequency', images with "
+                         f"'neg_category_ids'); score it with the LVIS evaluator: python -m "
+                         f"maskrcnn_benchmark.data.evaluation lvis --gt {source} --predictions ...")
+    annotations = gt_dict.get("annotations", [])
+    if any("iscrowd" not in a or "area" not in a for a in annotations):
+        gt_dict = dict(gt_dict, annotations=[_with_coco_defaults(a) for a in annotations])
+    return gt_dict, ids
 
 
 def _coco_api(backend: str):
@@ -150,21 +184,6 @@ def _build_coco(coco_cls, dataset: dict[str, Any]):
         api.createIndex()
     logger.debug(captured.getvalue())
     return api
-
-
-def _check_records(predictions: Sequence[dict[str, Any]], gt_dict: dict[str, Any], source: str) -> None:
-    image_ids = {image["id"] for image in gt_dict.get("images", [])}
-    category_ids = {category["id"] for category in gt_dict.get("categories", [])}
-    for index, record in enumerate(predictions):
-        for key in ("image_id", "category_id", "bbox", "score"):
-            if key not in record:
-                raise ValueError(f"{source}: prediction {index} has no {key!r}")
-        if record["image_id"] not in image_ids:
-            raise ValueError(f"{source}: prediction {index} has image_id {record['image_id']} not in the ground truth")
-        if record["category_id"] not in category_ids:
-            raise ValueError(
-                f"{source}: prediction {index} has category_id {record['category_id']} not in the ground truth"
-            )
 
 
 def run_cocoeval(
@@ -276,13 +295,12 @@ def evaluate_coco_bbox(
         dict with the 12 COCO numbers (percent, None where undefined), ``"num_predictions"``, ``"backend"``
         and optionally ``"per_category"``.
     """
-    gt_dict = _load_gt_dict(gt)
-    source = predictions if isinstance(predictions, str) else "predictions"
-    if isinstance(predictions, str):
-        predictions = read_json(predictions)
-    if not isinstance(predictions, list):
-        raise ValueError(f"{source}: expected a list of result records, got {type(predictions).__name__}")
-    _check_records(predictions, gt_dict, source)
+    _coco_api(backend)  # an unknown back end is refused before any file is read
+    gt_dict, ids = load_coco_ground_truth(gt)
+    source = os.fspath(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions"
+    if isinstance(predictions, (str, os.PathLike)):
+        predictions = read_json(source)
+    check_result_records(predictions, ids, source)
     evaluator = run_cocoeval(gt_dict, predictions, backend=backend, img_ids=img_ids)
     metrics: dict[str, Any] = summarize_cocoeval(evaluator)
     metrics["num_predictions"] = len(predictions)
@@ -324,7 +342,7 @@ class CocoEvaluator(DatasetEvaluator):
         backend: str = "pycocotools",
     ):
         _coco_api(backend)  # validate early
-        self.gt_dict = _load_gt_dict(gt)
+        self.gt_dict = load_coco_ground_truth(gt)[0]
         self.label_to_category_id = None if label_to_category_id is None else dict(label_to_category_id)
         self.backend = backend
         super().__init__(image_info=image_info, output_dir=output_dir)

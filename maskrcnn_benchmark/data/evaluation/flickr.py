@@ -87,13 +87,23 @@ def load_flickr_ground_truth(root: str, subset: str = "test", merge_boxes: bool 
 def _normalise_predictions(predictions: str | Sequence[Mapping[str, Any]], source: str):
     if isinstance(predictions, str):
         predictions = read_json(predictions)
+    if not isinstance(predictions, list):
+        raise ValueError(f"{source}: expected a list of predictions, got {type(predictions).__name__}")
     table = {}
     for index, prediction in enumerate(predictions):
+        if not isinstance(prediction, Mapping):
+            raise ValueError(f"{source}: prediction {index} is a {type(prediction).__name__}, not an object")
         for key in ("image_id", "sentence_id", "boxes"):
             if key not in prediction:
                 raise ValueError(f"{source}: prediction {index} has no {key!r}")
-        key = (str(prediction["image_id"]), int(prediction["sentence_id"]))
-        table[key] = [np.asarray(boxes, dtype=np.float64).reshape(-1, 4) for boxes in prediction["boxes"]]
+        try:
+            key = (str(prediction["image_id"]), int(prediction["sentence_id"]))
+            table[key] = [np.asarray(boxes, dtype=np.float64).reshape(-1, 4) for boxes in prediction["boxes"]]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source}: prediction {index}: needs an integer sentence_id and per phrase a list "
+                             f"of [x1, y1, x2, y2] boxes ({e})") from e
+        if not all(np.isfinite(boxes).all() for boxes in table[key]):
+            raise ValueError(f"{source}: prediction {index} has non-finite box coordinates")
     return table
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,12 +27,14 @@ from typing import Any
 import numpy as np
 
 from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
-from .coco import _load_gt_dict, _mean_valid, coco_result_record, run_cocoeval
+from .coco import _load_gt_dict, _mean_valid, coco_result_record, gt_source, run_cocoeval
+from .records import GroundTruthIds, check_ground_truth, check_result_records, check_result_rows
 
 __all__ = [
     "LVIS_METRIC_NAMES",
     "numpy_float_alias",
     "evaluate_lvis",
+    "load_lvis_ground_truth",
     "keep_topk_per_category",
     "records_to_rows",
     "rows_to_records",
@@ -152,14 +155,45 @@ def _faster_backend(gt_dict, rows: np.ndarray) -> dict[str, float | None]:
     return metrics
 
 
-def _check_lvis_gt(gt_dict: dict[str, Any], source: str) -> None:
-    for category in gt_dict.get("categories", []):
+def load_lvis_ground_truth(gt: str | dict[str, Any] | Any) -> tuple[dict[str, Any], GroundTruthIds]:
+    """A checked LVIS ground truth and its ids.
+
+    On top of the COCO-format checks: every category has a "frequency" of "r", "c" or "f", every image lists
+    its "neg_category_ids" and "not_exhaustive_category_ids" (known category ids). Annotations without
+    "area" get w * h (in a copy).
+
+    Raises:
+        ValueError: naming the file and the first bad record (a COCO file is "not an LVIS file").
+    """
+    gt_dict = _load_gt_dict(gt)
+    source = gt_source(gt)
+    ids = check_ground_truth(gt_dict, source)
+    for category in gt_dict["categories"]:
         if "frequency" not in category:
             raise ValueError(f"{source}: category {category.get('id')} has no 'frequency' (r/c/f); not an LVIS file")
-    for image in gt_dict.get("images", []):
+        if category["frequency"] not in ("r", "c", "f"):
+            raise ValueError(f"{source}: category {category['id']} has frequency {category['frequency']!r} "
+                             f"(needs 'r', 'c' or 'f')")
+    for image in gt_dict["images"]:
         for key in ("neg_category_ids", "not_exhaustive_category_ids"):
             if key not in image:
                 raise ValueError(f"{source}: image {image.get('id')} has no {key!r}; not an LVIS file")
+            listed = image[key]
+            if not isinstance(listed, list) or not all(_is_known(c, ids.category_ids) for c in listed):
+                raise ValueError(f"{source}: image {image['id']} has {key} {listed!r} (needs a list of known "
+                                 f"category ids)")
+    annotations = gt_dict.get("annotations", [])
+    if any("area" not in a for a in annotations):
+        gt_dict = dict(gt_dict, annotations=[
+            a if "area" in a else dict(a, area=float(a["bbox"][2]) * float(a["bbox"][3])) for a in annotations])
+    return gt_dict, ids
+
+
+def _is_known(value: Any, known: frozenset) -> bool:
+    try:
+        return value in known
+    except TypeError:  # unhashable
+        return False
 
 
 def evaluate_lvis(
@@ -185,21 +219,16 @@ def evaluate_lvis(
     """
     if backend not in ("lvis", "faster"):
         raise ValueError(f"unknown LVIS evaluation backend {backend!r}; choose 'lvis' or 'faster'")
-    gt_dict = _load_gt_dict(gt)
-    _check_lvis_gt(gt_dict, gt if isinstance(gt, str) else "ground truth")
-    pred_source = predictions if isinstance(predictions, str) else "predictions"
-    if isinstance(predictions, str):
-        predictions = read_json(predictions)
+    gt_dict, ids = load_lvis_ground_truth(gt)
+    pred_source = os.fspath(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions"
+    if isinstance(predictions, (str, os.PathLike)):
+        predictions = read_json(pred_source)
     if isinstance(predictions, np.ndarray):
         rows = np.asarray(predictions, dtype=np.float64).reshape(-1, 7)
-    elif isinstance(predictions, list):
-        rows = records_to_rows(predictions)
+        check_result_rows(rows, ids, pred_source)
     else:
-        raise ValueError(f"{pred_source}: expected a list of result records, got {type(predictions).__name__}")
-    unknown = ~np.isin(rows[:, 0], [image["id"] for image in gt_dict["images"]])
-    if unknown.any():
-        raise ValueError(f"{pred_source}: {int(unknown.sum())} predictions have image ids not in the ground truth, "
-                         f"e.g. {int(rows[unknown][0, 0])}")
+        check_result_records(predictions, ids, pred_source)
+        rows = records_to_rows(predictions)
     if fixed_ap:
         rows = _top_rows(rows, 6, topk)
         max_dets = -1
@@ -244,7 +273,7 @@ class LvisEvaluator(DatasetEvaluator):
         topk: int = FIXED_AP_TOPK,
         backend: str = "lvis",
     ):
-        self.gt_dict = _load_gt_dict(gt)
+        self.gt_dict = load_lvis_ground_truth(gt)[0]
         self.fixed_ap = fixed_ap
         self.topk = topk
         self.backend = backend
@@ -265,7 +294,8 @@ class LvisEvaluator(DatasetEvaluator):
         rows = np.zeros((len(boxes), 7), dtype=np.float64)
         rows[:, 0] = int(info["id"])
         rows[:, 1:3] = boxes[:, :2]
-        rows[:, 3:5] = boxes[:, 2:] - boxes[:, :2]  # xywh WITHOUT +1 (MDETR's LVIS conversion)
+        # xywh WITHOUT +1 (MDETR's LVIS conversion); a degenerate box gets width 0, never a negative one
+        rows[:, 3:5] = np.maximum(boxes[:, 2:] - boxes[:, :2], 0.0)
         rows[:, 5] = scores
         rows[:, 6] = labels
         self._add_rows(rows)

@@ -118,10 +118,7 @@ def evaluate_refexp(
     pred_source = predictions if isinstance(predictions, str) else "predictions"
     if isinstance(predictions, str):
         predictions = read_json(predictions)
-    if isinstance(predictions, Mapping):
-        by_image = {int(k): v for k, v in predictions.items()}
-    else:
-        by_image = {int(p["image_id"]): p for p in predictions}
+    by_image = _predictions_by_image(predictions, pred_source)
     targets = _ground_truth_boxes(gt_dict, source)
     missing = sorted(set(targets) - set(by_image))
     if missing:
@@ -156,9 +153,34 @@ def evaluate_refexp(
     return metrics
 
 
+def _predictions_by_image(predictions: Any, source: str) -> dict[int, Mapping[str, Any]]:
+    """image id -> prediction, from a list of ``{"image_id", "boxes", "scores"}`` or a dict keyed by image id."""
+    if isinstance(predictions, Mapping):
+        items = list(predictions.items())
+    elif isinstance(predictions, list):
+        items = [(p.get("image_id") if isinstance(p, Mapping) else None, p) for p in predictions]
+    else:
+        raise ValueError(f"{source}: expected a list of predictions, got {type(predictions).__name__}")
+    by_image = {}
+    for index, (image_id, prediction) in enumerate(items):
+        if not isinstance(prediction, Mapping):
+            raise ValueError(f"{source}: prediction {index} is a {type(prediction).__name__}, not an object")
+        try:
+            by_image[int(image_id)] = prediction
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source}: prediction {index} has image_id {image_id!r} (needs an integer)") from e
+    return by_image
+
+
 def _sorted_prediction(prediction: Mapping[str, Any], source: str) -> tuple[np.ndarray, np.ndarray]:
-    boxes = np.asarray(prediction.get("boxes", []), dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(prediction.get("scores", []), dtype=np.float64).reshape(-1)
+    try:
+        boxes = np.asarray(prediction.get("boxes", []), dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(prediction.get("scores", []), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: image {prediction.get('image_id')}: boxes must be [[x1, y1, x2, y2], ...] and "
+                         f"scores a list of numbers ({e})") from e
+    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
+        raise ValueError(f"{source}: image {prediction.get('image_id')} has non-finite boxes or scores")
     if len(boxes) != len(scores):
         raise ValueError(
             f"{source}: image {prediction.get('image_id')} has {len(boxes)} boxes but {len(scores)} scores"
