@@ -7,8 +7,9 @@
 * ``load_config`` - re-exported from :func:`maskrcnn_benchmark.config.load_config`, the one config loader;
 * :func:`default_setup` - output folder, logging (rank 0 verbose, others warnings), the command line, the
   environment and the merged config in the log, ``config.yaml`` saved next to the outputs, seeding;
-* :func:`run_tool` - turns bad user input (missing file, unknown key, bad weight file) into a one-line message
-  and a non-zero exit instead of a traceback wall (``FIBER_DEBUG=1`` shows the traceback).
+* :func:`run_tool` - turns bad user input (missing file, unknown key, bad weight file, unwritable output) into
+  an ``error:`` message and exit status 2 instead of a traceback wall (``--debug`` or ``FIBER_DEBUG=1`` shows
+  the traceback).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 import torch
 
 from maskrcnn_benchmark.config import load_config
+from maskrcnn_benchmark.utils.cli_errors import add_debug_argument
 from maskrcnn_benchmark.utils.distributed import get_rank, get_world_size
 from maskrcnn_benchmark.utils.logger import setup_logger
 from maskrcnn_benchmark.utils.miscellaneous import save_config, seed_all
@@ -46,11 +48,13 @@ class UserInputError(ValueError):
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--config-file``, ``--local_rank``/``--local-rank`` (ignored: torchrun sets LOCAL_RANK) and ``opts``."""
+    """``--config-file``, ``--local_rank``/``--local-rank`` (ignored: torchrun sets LOCAL_RANK), ``--debug``
+    (tracebacks instead of one-line errors) and ``opts``."""
     parser.add_argument("--config-file", "--config_file", dest="config_file", default="", metavar="FILE",
                         help="path to the model config (YAML)")
     parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=0,
                         help="set by torch.distributed.launch; torchrun uses the LOCAL_RANK variable instead")
+    add_debug_argument(parser)
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 100")
     return parser
@@ -153,18 +157,13 @@ def default_setup(cfg, args, tool: str, save_cfg: bool = True, seed: int | None 
 
 
 def run_tool(main: Callable[[], int]) -> None:
-    """Run a tool's ``main``; user errors end the process with a one-line message and exit status 2."""
+    """Run a tool's ``main`` and exit with its status; a user error exits 2 after a message on stderr.
+
+    The message is the error's whole text (``error: <Type>: <message>``), and an ``OSError`` about a path
+    names the path; ``--debug`` (or ``FIBER_DEBUG=1``) shows the traceback instead. See
+    :mod:`maskrcnn_benchmark.utils.cli_errors`.
+    """
+    from maskrcnn_benchmark.utils.cli_errors import report_user_errors
     from maskrcnn_benchmark.utils.distributed import cleanup_distributed
 
-    try:
-        status = main()
-    except (FileNotFoundError, UserInputError, KeyError, ValueError, TypeError) as error:
-        if os.environ.get("FIBER_DEBUG"):
-            raise
-        logging.getLogger("maskrcnn_benchmark").debug("error details", exc_info=True)
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"error: {type(error).__name__}: {message} (set FIBER_DEBUG=1 for the traceback)", file=sys.stderr)
-        cleanup_distributed()
-        sys.exit(2)
-    cleanup_distributed()
-    sys.exit(status or 0)
+    sys.exit(report_user_errors(main, cleanup=cleanup_distributed))

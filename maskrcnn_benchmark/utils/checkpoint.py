@@ -22,9 +22,13 @@ Checkpoint layout written by :meth:`DetectronCheckpointer.save` (upstream's plus
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import pickle
+import re
+import struct
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +37,7 @@ import numpy as np
 import torch
 
 from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save, atomic_write_text
+from maskrcnn_benchmark.utils.cli_errors import add_debug_argument, report_user_errors
 from maskrcnn_benchmark.utils.miscellaneous import get_rng_state, set_rng_state
 from maskrcnn_benchmark.utils.model_serialization import (
     CheckpointMismatchError,
@@ -72,6 +77,66 @@ def _convert_command(path: str) -> str:
     return f"python -m maskrcnn_benchmark.utils.checkpoint convert {path} {os.path.splitext(path)[0]}_safe.pth"
 
 
+# torch.save's two formats: a zip archive, or (before torch 1.6) a pickle that starts with a magic number.
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # pickled first, after the protocol header
+# What torch.load raises on a damaged file of the right format (found by fuzzing the two formats).
+_DAMAGED_FILE_ERRORS = (RuntimeError, EOFError, ValueError, KeyError, IndexError, AssertionError, TypeError,
+                        AttributeError, OverflowError, struct.error, zipfile.BadZipFile, MemoryError)
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _torch_reason(error: BaseException) -> str:
+    """The informative part of torch's message (after "WeightsUnpickler error:" when present), one line,
+    without ANSI escape codes, at most 300 characters."""
+    text = _ANSI_ESCAPE.sub("", str(error))
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
+def _names_an_installed_global(reason: str) -> bool:
+    """True when torch refused a real Python object (``Unsupported global: GLOBAL numpy.core...``).
+
+    A damaged file can also name a "global", made of garbage: only a name whose top-level module is
+    installed counts (found with ``importlib.util.find_spec``, which imports nothing).
+    """
+    match = _UNSUPPORTED_GLOBAL.search(reason)
+    if match is None:
+        return False
+    top = match.group(1).split(".")[0]
+    try:
+        return bool(top.isidentifier() and importlib.util.find_spec(top) is not None)
+    except (ImportError, ValueError):
+        return False
+
+
+def _short_global_reason(reason: str) -> str:
+    match = _UNSUPPORTED_GLOBAL.search(reason)
+    return f"the file needs the Python object {match.group(1)}" if match else reason
+
+
+def _check_torch_file_format(path: str) -> None:
+    """Refuses, with the reason, a file that is not in either format torch.save writes."""
+    with open(path, "rb") as handle:
+        head = handle.read(32)
+    if not head:
+        raise ValueError(f"{path}: not a readable torch checkpoint (the file is empty)")
+    is_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    if head.startswith(_ZIP_MAGIC) or (is_pickle and _LEGACY_MAGIC in head):
+        return
+    if is_pickle:
+        kind = "a plain Python pickle, not a file written by torch.save"
+    elif head.lstrip()[:1] in (b"{", b"["):
+        kind = "it looks like JSON text"
+    else:
+        kind = "neither a torch zip archive nor a legacy torch file"
+    raise ValueError(f"{path}: not a readable torch checkpoint ({kind}; first bytes {head[:8]!r})")
+
+
 def load_checkpoint_file(path: str, map_location: str = "cpu") -> dict[str, Any]:
     """Reads a checkpoint file without executing pickled code.
 
@@ -85,35 +150,51 @@ def load_checkpoint_file(path: str, map_location: str = "cpu") -> dict[str, Any]
     Raises:
         FileNotFoundError: ``path`` does not exist.
         UnsafeCheckpointError: the file needs pickle for objects other than tensors and plain containers.
-        ValueError: an unsupported scheme (URL, ``catalog://``) or a file that is not a checkpoint.
+        ValueError: an unsupported scheme (URL, ``catalog://``), a directory, or a file that is not a readable
+            torch checkpoint (empty, random bytes, damaged, another format): "<path>: not a readable torch
+            checkpoint (...)".
     """
     path = os.fspath(path)
     if "://" in path:
         raise ValueError(f"{path}: URLs and catalog:// names are not fetched (no network at run time); "
                          f"download the file and pass its local path")
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory, not a checkpoint file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file {path} does not exist")
     if path.endswith(".safetensors"):
         try:
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
         except ImportError as e:  # pragma: no cover - transformers depends on safetensors
             raise ImportError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
-        return dict(load_file(path, device=map_location))
+        try:
+            return dict(load_file(path, device=map_location))
+        except SafetensorError as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
     if path.endswith(".pkl"):
         raise UnsafeCheckpointError(
             f"{path}: Caffe2/Detectron .pkl weights are not supported (they are pickles and no FIBER config "
             f"uses them)")
+    _check_torch_file_format(path)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        reason = _torch_reason(e)
+        if not _names_an_installed_global(reason):
+            raise ValueError(
+                f"{path}: not a readable torch checkpoint (torch's weights-only reader: {reason}). The file is "
+                f"damaged, or uses a pickle feature that reader lacks; if it is intact and you trust it, "
+                f"converting it may work:\n    {_convert_command(path)}") from e
         raise UnsafeCheckpointError(
             f"{path}: refused to load. The file stores Python objects that only pickle can rebuild, and "
             f"unpickling can run arbitrary code, so it is read with torch.load(weights_only=True). "
-            f"Reason given by torch: {str(e).splitlines()[0][:300]}. If you trust the file, convert it once "
+            f"Reason given by torch: {_short_global_reason(reason)}. If you trust the file, convert it once "
             f"into a weights-only copy:\n    {_convert_command(path)}"
         ) from e
-    except (RuntimeError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({e})") from e
+    except _DAMAGED_FILE_ERRORS as e:
+        raise ValueError(f"{path}: not a readable torch checkpoint (the file is damaged: "
+                         f"{type(e).__name__}: {_torch_reason(e)})") from e
     if isinstance(data, Mapping):
         return dict(data)
     raise ValueError(f"{path}: expected a dict at the top level of the checkpoint, got {type(data).__name__}")
@@ -386,7 +467,14 @@ def _to_plain(obj: Any, path: str = "") -> Any:
 
 def convert_unsafe_checkpoint(src: str, dst: str) -> None:
     """Loads a TRUSTED pickle checkpoint with full unpickling and writes a weights-only copy."""
-    data = torch.load(src, map_location="cpu", weights_only=False)
+    if not os.path.isfile(src):
+        raise FileNotFoundError(f"checkpoint file {src} does not exist")
+    _check_torch_file_format(src)
+    try:
+        data = torch.load(src, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, ImportError, *_DAMAGED_FILE_ERRORS) as e:
+        raise ValueError(f"{src}: cannot be converted, torch.load failed even with full unpickling "
+                         f"({type(e).__name__}: {_torch_reason(e)})") from e
     plain = _to_plain(data)
     if plain is _DROP:
         raise ValueError(f"{src}: nothing convertible in this file")
@@ -403,6 +491,8 @@ def main(argv=None) -> int:
     conv = sub.add_parser("convert", help="rewrite a TRUSTED pickle checkpoint as a weights-only file")
     conv.add_argument("src")
     conv.add_argument("dst")
+    for command_parser in (parser, ins, conv):
+        add_debug_argument(command_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.cmd == "convert":
@@ -424,4 +514,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(report_user_errors(main))

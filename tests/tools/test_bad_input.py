@@ -67,3 +67,34 @@ def test_checkpoint_of_another_architecture(tmp_path):
     result = _run([str(REPO / "tools" / "test_grounding_net.py"), "--config-file", str(TINY), "--weight", str(weight),
                    "OUTPUT_DIR", str(tmp_path / "out")], tmp_path)
     _assert_one_line_error(result, "wider_tiny.pth", "does not fit")
+
+
+def test_random_bytes_checkpoint_and_file_shaped_output_dir(tmp_path):
+    if not TINY.is_file():
+        pytest.skip("configs/tiny/fiber_tiny.yaml is absent")
+    weight = tmp_path / "random.pth"
+    weight.write_bytes(bytes(range(256)) * 64)
+    tool = str(REPO / "tools" / "test_grounding_net.py")
+    result = _run([tool, "--config-file", str(TINY), "--weight", str(weight), "OUTPUT_DIR", str(tmp_path / "out")],
+                  tmp_path)
+    _assert_one_line_error(result, "ValueError", "random.pth: not a readable torch checkpoint")
+    # --debug: the same error with its traceback.
+    result = _run([tool, "--config-file", str(TINY), "--debug", "--weight", str(weight), "OUTPUT_DIR",
+                   str(tmp_path / "out")], tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "not a readable torch checkpoint" in result.stderr
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    result = _run([str(REPO / "tools" / "train_net.py"), "--config-file", str(TINY), "OUTPUT_DIR", str(a_file)],
+                  tmp_path)
+    _assert_one_line_error(result, "FileExistsError", f"{a_file} is a file, where a folder is needed")
+
+
+def test_module_command_lines_report_one_error(tmp_path):
+    (tmp_path / "gt.json").write_bytes(b"")
+    (tmp_path / "bbox.json").write_text("[]")
+    result = _run(["-m", "maskrcnn_benchmark.data.evaluation", "coco", "--gt", str(tmp_path / "gt.json"),
+                   "--predictions", str(tmp_path / "bbox.json")], tmp_path)
+    _assert_one_line_error(result, "ValueError", "gt.json: the file is empty")
+    (tmp_path / "weights.pth").write_bytes(b"\x00" * 100)
+    result = _run(["-m", "maskrcnn_benchmark.utils.checkpoint", "inspect", str(tmp_path / "weights.pth")], tmp_path)
+    _assert_one_line_error(result, "weights.pth: not a readable torch checkpoint")

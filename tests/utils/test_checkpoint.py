@@ -396,6 +396,80 @@ def test_pickle_only_file_is_refused_and_convertible(tmp_path):
     assert torch.equal(data["model"]["rpn.head.bias0"], torch.ones(1)) and "args" not in data
 
 
+def _file(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_files_that_are_no_torch_checkpoint_say_so(tmp_path):
+    import io
+    import pickle
+    import random
+
+    rng = random.Random(0)
+    cases = [("random.pth", bytes(rng.getrandbits(8) for _ in range(4096)), "neither a torch zip archive"),
+             ("empty.pth", b"", "the file is empty"),
+             ("plain.pkl.pth", pickle.dumps({"model": {"a": 1}}, protocol=4), "a plain Python pickle"),
+             ("config.pth", b'{"MODEL": {}}', "it looks like JSON text"),
+             ("text.pth", b"hello world\n", "neither a torch zip archive")]
+    buffer = io.BytesIO()
+    torch.save({"model": {"a": torch.zeros(3)}}, buffer)
+    good = buffer.getvalue()
+    cases.append(("truncated.pth", good[: len(good) // 2], "the file is damaged: RuntimeError"))
+    for name, data, reason in cases:
+        path = _file(tmp_path, name, data)
+        with pytest.raises(ValueError, match=f"{re.escape(path)}: not a readable torch checkpoint.*{reason}") as info:
+            load_checkpoint_file(path)
+        assert not isinstance(info.value, UnsafeCheckpointError) and "\x1b" not in str(info.value)
+    with pytest.raises(ValueError, match="is a directory, not a checkpoint file"):
+        load_checkpoint_file(str(tmp_path))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_damaged_torch_files_never_escape_as_library_errors(tmp_path):
+    import io
+    import random
+
+    buffers = []
+    for zipped in (True, False):
+        buffer = io.BytesIO()
+        torch.save({"model": {"a": torch.arange(6.0)}}, buffer, _use_new_zipfile_serialization=zipped)
+        buffers.append(buffer.getvalue())
+    rng = random.Random(1)
+    outcomes = set()
+    for trial in range(120):
+        data = bytearray(buffers[trial % 2])
+        for _ in range(rng.choice([1, 3, 10])):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = _file(tmp_path, "damaged.pth", bytes(data))
+        try:
+            load_checkpoint_file(path)
+            outcomes.add("loaded")
+        except ValueError as e:  # UnsafeCheckpointError is a ValueError
+            assert str(e).startswith(f"{path}: ") and "\x1b" not in str(e), str(e)
+            outcomes.add(type(e).__name__)
+    assert "ValueError" in outcomes
+
+
+def test_unsafe_refusal_keeps_its_convert_command_and_has_no_ansi_codes(tmp_path, capsys):
+    from maskrcnn_benchmark.utils.cli_errors import report_user_errors
+
+    path = tmp_path / "with_module.pth"
+    torch.save({"model": {"a": torch.zeros(1)}, "net": nn.Linear(1, 1)}, path)
+    with pytest.raises(UnsafeCheckpointError, match="needs the Python object torch.nn.modules.linear.Linear"):
+        load_checkpoint_file(str(path))
+    assert report_user_errors(lambda: ckpt_mod.main(["inspect", str(path)])) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.startswith(f"error: UnsafeCheckpointError: {path}: refused to load")
+    assert f"checkpoint convert {path} {tmp_path / 'with_module_safe.pth'}" in err
+    random_bytes = _file(tmp_path, "random.pth", bytes(range(256)) * 4)
+    assert report_user_errors(lambda: ckpt_mod.main(["inspect", random_bytes])) == 2
+    assert capsys.readouterr().err.startswith(f"error: ValueError: {random_bytes}: not a readable torch checkpoint")
+    assert report_user_errors(lambda: ckpt_mod.main(["convert", random_bytes, str(tmp_path / "o.pth")])) == 2
+    assert "not a readable torch checkpoint" in capsys.readouterr().err
+
+
 class _Net(nn.Module):
     def __init__(self):
         super().__init__()

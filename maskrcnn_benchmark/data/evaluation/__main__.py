@@ -9,6 +9,11 @@
         --predictions predictions.json [--merged]
     python -m maskrcnn_benchmark.data.evaluation odinw  --results results.json [--which 35] [--allow-missing]
 
+Predictions and ground truth may be gzip-compressed (``bbox.json.gz``). Every prediction record is checked
+(a bbox of 4 finite numbers with w, h >= 0, a finite score, image and category ids of the ground truth) and a
+bad one is reported with its index; an error prints one ``error:`` message and exits 2 (``--debug`` shows
+the traceback).
+
 For "odinw", ``results.json`` is test_grounding_net.py's ``summary.json``, finetune.py's ``finetune_results.json``,
 or a mapping of data set names (or task yaml paths) to AP or to a metrics dict with "AP".
 """
@@ -21,6 +26,7 @@ import logging
 import sys
 
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
+from maskrcnn_benchmark.utils.cli_errors import add_debug_argument, report_user_errors
 
 from . import evaluate, format_odinw_table, odinw_average
 from .base import read_json
@@ -42,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-missing", action="store_true", help="odinw: report a partial average")
     parser.add_argument("--no-per-category", action="store_true", help="coco: omit the per-category table")
     parser.add_argument("--output", help="also write the metrics JSON to this file")
+    add_debug_argument(parser)
     return parser
 
 
@@ -75,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(report_user_errors(main))
