@@ -12,8 +12,12 @@
 
 Writes ``<output>/<image name>.png`` (boxes in a fixed colour per class, "name score" tags) and
 ``<output>/detections.json``: ``{"config", "weight", "prompt", "threshold", "images": [{"source", "output",
-"width", "height", "detections": [{"box": [x1, y1, x2, y2], "score", "label", "name"}]}]}`` with boxes in
-original image pixels. Trailing ``KEY VALUE`` pairs override the config.
+"width", "height", "detections": [{"box": [x1, y1, x2, y2], "score", "label", "name"}]}], "unreadable": [...]}``
+with boxes in original image pixels. Trailing ``KEY VALUE`` pairs override the config.
+
+The output folder is created (and checked to be writable) before the model is built. An image that cannot be
+read is skipped with a warning, the others are written, and the exit status is 1 at the end (``--strict``
+stops at the first one instead).
 """
 
 import argparse
@@ -51,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-untrained-weights", dest="allow_untrained", action="store_true",
                         help="run with a weight file that leaves parts of the detector untrained (e.g. a "
                              "coarse-stage checkpoint: random FPN and head); refused without this flag")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable image (default: skip it with a warning, write the "
+                             "others and exit with status 1 at the end)")
     return parser
 
 
@@ -99,6 +106,53 @@ def _output_names(files):
     return names
 
 
+def prepare_output_folder(folder: str) -> None:
+    """Creates ``--output`` (before the model is built) and checks that files can be written there."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserInputError(f"--output {folder} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserInputError(f"--output {folder}: cannot create the folder ({e.strerror or e})") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserInputError(f"--output {folder}: the folder is not writable")
+
+
+def read_images(files, strict: bool):
+    """``(path, 8-bit RGB image)`` for every readable file; an unreadable one is skipped with a warning.
+
+    Returns:
+        ``(readable, failures)``: failures are ``"path: reason"`` lines.
+
+    Raises:
+        ImageReadError / FileNotFoundError: with ``strict``, at the first unreadable file.
+    """
+    from maskrcnn_benchmark.data.image_io import ImageReadError, load_image
+
+    readable, failures = [], []
+    for path in files:
+        try:
+            readable.append((path, load_image(path)[0]))
+        except (ImageReadError, FileNotFoundError) as e:
+            if strict:
+                raise
+            logger.warning("skipping %s: %s", path, e)
+            failures.append(str(e))
+    return readable, failures
+
+
+def _prompt(predictor, args):
+    """``(prompt for Predictor.predict, its description for detections.json)``."""
+    if args.caption is not None:
+        phrases = [p for p in args.phrases.split("|")] if args.phrases else None
+        prompt = predictor.grounding_prompt(args.caption, phrases=phrases)
+        return prompt, {"caption": args.caption, "phrases": [prompt.names[k] for k in sorted(prompt.names)]}
+    if args.phrases:
+        raise UserInputError("--phrases goes with --caption")
+    classes = parse_classes(args.classes)
+    return classes, {"classes": classes}
+
+
 def main(args) -> int:
     from maskrcnn_benchmark.engine.predictor import Predictor
     from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
@@ -112,32 +166,29 @@ def main(args) -> int:
     if weight is None:
         logger.warning("no --weight and no MODEL.WEIGHT: the model has random weights")
     files = collect_images(args.input)
+    prepare_output_folder(args.output)
+    images, failures = read_images(files, args.strict)
     predictor = Predictor(cfg, weight=weight, device=args.device, batch_size=args.batch_size,
                           allow_untrained=args.allow_untrained)
-    if args.caption is not None:
-        phrases = [p for p in args.phrases.split("|")] if args.phrases else None
-        prompt = predictor.grounding_prompt(args.caption, phrases=phrases)
-        prompt_info = {"caption": args.caption, "phrases": [prompt.names[k] for k in sorted(prompt.names)]}
-    else:
-        if args.phrases:
-            raise UserInputError("--phrases goes with --caption")
-        classes = parse_classes(args.classes)
-        prompt = classes
-        prompt_info = {"classes": classes}
-    results = predictor.predict(files, prompt, threshold=args.threshold)
-    os.makedirs(args.output, exist_ok=True)
+    prompt, prompt_info = _prompt(predictor, args)
+    results = predictor.predict([image for _, image in images], prompt, threshold=args.threshold) if images else []
     records = []
-    for path, name, detections in zip(files, _output_names(files), results):
+    for (path, image), name, detections in zip(images, _output_names([p for p, _ in images]), results):
         out_path = os.path.join(args.output, name)
-        draw_detections(path, detections).save(out_path)
+        draw_detections(image, detections).save(out_path)
+        detections.source = path
         record = detections.to_dict()
         record["output"] = out_path
         records.append(record)
         logger.info("%s: %d detections -> %s", path, len(detections), out_path)
     summary = {"config": args.config_file, "weight": weight, "prompt": prompt_info, "threshold": args.threshold,
-               "images": records}
+               "images": records, "unreadable": failures}
     atomic_write_text(os.path.join(args.output, "detections.json"), json.dumps(summary, indent=1))
     logger.info("wrote %d images and %s", len(records), os.path.join(args.output, "detections.json"))
+    if failures:
+        logger.error("%d of %d images could not be read (skipped): %s", len(failures), len(files),
+                     "; ".join(failures))
+        return 1
     return 0
 
 

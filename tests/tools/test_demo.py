@@ -133,3 +133,45 @@ def test_demo_bad_input(setup, bpe_tokenizer_dir, tmp_path):
                            "--input", str(tmp_path / "nope.jpg"), "--output", str(tmp_path), "--classes", "a"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2 and "nope.jpg" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_skips_a_broken_image_writes_the_rest_and_exits_1(setup, bpe_tokenizer_dir, tmp_path):
+    root, paths, weight, _ = setup
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in paths[:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"")  # zero bytes
+    (folder / "notes.png").write_text("not an image")
+    out = tmp_path / "out"
+    args = ["--config-file", str(TINY), "--weight", weight, "--input", str(folder), "--output", str(out),
+            "--classes", ",".join(CLASSES), "--threshold", "0.0", *_opts(bpe_tokenizer_dir)]
+    assert _run(args) == 1
+    summary = json.loads((out / "detections.json").read_text())
+    assert [Path(r["source"]).name for r in summary["images"]] == ["img0.png", "img1.png"]
+    assert (out / "img0.png").is_file() and (out / "img1.png").is_file() and not (out / "broken.png").exists()
+    assert len(summary["unreadable"]) == 2 and "broken.jpg" in summary["unreadable"][0]
+    # --strict stops at the first unreadable image, naming it.
+    with pytest.raises(ValueError, match="broken.jpg"):
+        _run(args[:-len(_opts(bpe_tokenizer_dir))] + ["--strict", *_opts(bpe_tokenizer_dir)])
+
+
+def test_demo_checks_its_output_folder_before_building_the_model(setup, bpe_tokenizer_dir, tmp_path, monkeypatch):
+    root, paths, weight, _ = setup
+    import maskrcnn_benchmark.engine.predictor as predictor_module
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was built before the output folder was checked")
+
+    monkeypatch.setattr(predictor_module, "Predictor", no_model)
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("x")
+    for output, message in ((a_file, "is a file, not a folder"), (a_file / "sub", "cannot create the folder")):
+        with pytest.raises(ValueError, match=message):
+            _run(["--config-file", str(TINY), "--weight", weight, "--input", str(paths[0]), "--output", str(output),
+                  "--classes", "a", *_opts(bpe_tokenizer_dir)])
+    out = tmp_path / "new" / "folder"
+    with pytest.raises(AssertionError, match="model was built"):  # created first, then the model
+        _run(["--config-file", str(TINY), "--weight", weight, "--input", str(paths[0]), "--output", str(out),
+              "--classes", "a", *_opts(bpe_tokenizer_dir)])
+    assert out.is_dir()
