@@ -129,6 +129,14 @@ def _factory_args(cfg: Any, factory: str, is_train: bool, tokenizer_cache: dict[
     return args
 
 
+def _empty_dataset_message(name: str, factory: str, args: dict[str, Any], is_train: bool) -> str:
+    files = [str(args[key]) for key in ("ann_file", "yaml_file") if args.get(key)]
+    where = f" ({', '.join(files)})" if files else ""
+    usable = " with a usable box (training keeps images that have a box larger than 1 pixel)" if is_train else ""
+    purpose = "train on" if is_train else "evaluate"
+    return f"data set {name!r} [{factory}]{where} has no images{usable}: nothing to {purpose}"
+
+
 def build_dataset(
     cfg: Any, name: str, is_train: bool, transforms: Any = None, tokenizer_cache: dict[str, Any] | None = None
 ) -> Any:
@@ -145,7 +153,8 @@ def build_dataset(
         The data set (maybe a :class:`~.datasets.RepeatedDataset`).
 
     Raises:
-        KeyError / FileNotFoundError / ValueError: unknown name, missing files, unsupported family.
+        KeyError / FileNotFoundError / ValueError: unknown name, missing files, unsupported family, or a data
+            set without samples (named with its annotation file).
     """
     from ..config.paths_catalog import registered_datasets
 
@@ -166,6 +175,8 @@ def build_dataset(
         args["is_train"] = is_train
     args["transforms"] = transforms if transforms is not None else build_transforms(cfg, is_train)
     dataset = cls(**args)
+    if len(dataset) == 0:
+        raise ValueError(_empty_dataset_message(full_name, factory, spec["args"], is_train))
     copies = copies_for(cfg, full_name, is_train)
     if copies > 1:
         dataset = D.RepeatedDataset(dataset, copies)

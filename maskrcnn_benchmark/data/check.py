@@ -176,6 +176,8 @@ def check_dataset(name: str, open_images: bool = False) -> dict[str, Any]:
         else:
             report["num_images"] = len(annotations.images)
             report["num_annotations"] = sum(len(v) for v in annotations.anns_by_image.values())
+            if not annotations.images:
+                report["problems"].append(f"{ann_file} lists no images: the data set is empty")
             report.update(_check_images(factory, paths, annotations, open_images))
             if report["missing_images"]:
                 report["problems"].append(f"{report['missing_images']} of {report['images']} images missing, e.g. "

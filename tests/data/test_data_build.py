@@ -159,3 +159,25 @@ def test_one_configs_registered_names_do_not_leak_into_the_next(data_cfg):
     with pytest.raises(KeyError, match="'val' is not in the catalog"):
         build_dataset(data_cfg, "val", is_train=False)
     assert DatasetCatalog.entry("lvis_evaluation_val") == builtin_lvis_val
+
+
+def test_empty_data_sets_are_refused_naming_the_set_and_file(data_cfg, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("DATASET", str(tmp_path))
+    (tmp_path / "images").mkdir()
+    categories = [{"id": 1, "name": "thing"}]
+    (tmp_path / "empty.json").write_text(json.dumps({"images": [], "annotations": [], "categories": categories}))
+    boxless = {"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "annotations": [],
+               "categories": categories}
+    (tmp_path / "boxless.json").write_text(json.dumps(boxless))
+    cfg = data_cfg
+    cfg.merge_from_list(["DATASETS.REGISTER", {"empty_val": {"ann_file": "empty.json", "img_dir": "images"},
+                                               "boxless_train": {"ann_file": "boxless.json", "img_dir": "images"}},
+                         "DATASETS.TEST", ("empty_val",), "DATASETS.TRAIN", ("boxless_train",)])
+    # Evaluation used to run and report null metrics; training blamed SOLVER.IMS_PER_BATCH.
+    with pytest.raises(ValueError, match=r"'empty_val' \[COCODataset\] \(.*empty.json\) has no images: nothing to "
+                                         r"evaluate"):
+        make_data_loader(cfg, is_train=False)
+    with pytest.raises(ValueError, match=r"'boxless_train' .*boxless.json\) has no images with a usable box"):
+        make_data_loader(cfg, is_train=True)

@@ -39,3 +39,16 @@ def test_missing_images_and_malformed_records_are_reported(synthetic_root, tmp_p
     out = capsys.readouterr().out
     assert "unknown category id 555" in out and "instances_train2017.json" in out
     assert "flickr30k_val: PROBLEMS" in out and "not found under any data root" in out
+
+
+def test_an_empty_data_set_is_a_problem_not_ok(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATASET", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "empty.json").write_text(json.dumps({"images": [], "annotations": [],
+                                                     "categories": [{"id": 1, "name": "thing"}]}))
+    config = tmp_path / "task.yaml"
+    config.write_text("DATASETS:\n  REGISTER:\n    empty_val:\n      ann_file: empty.json\n      img_dir: images\n")
+    assert main(["empty_val", "--config-file", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "empty_val: PROBLEMS" in out and "empty.json lists no images: the data set is empty" in out
