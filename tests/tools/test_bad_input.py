@@ -81,7 +81,8 @@ def test_random_bytes_checkpoint_and_file_shaped_output_dir(tmp_path):
     # --debug: the same error with its traceback.
     result = _run([tool, "--config-file", str(TINY), "--debug", "--weight", str(weight), "OUTPUT_DIR",
                    str(tmp_path / "out")], tmp_path)
-    assert result.returncode != 0 and "Traceback" in result.stderr and "not a readable torch checkpoint" in result.stderr
+    assert result.returncode != 0 and "Traceback" in result.stderr
+    assert "not a readable torch checkpoint" in result.stderr
     a_file = tmp_path / "taken"
     a_file.write_text("x")
     result = _run([str(REPO / "tools" / "train_net.py"), "--config-file", str(TINY), "OUTPUT_DIR", str(a_file)],
