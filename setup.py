@@ -134,7 +134,7 @@ def _optional_build_ext(base, required):
 EXTENSIONS, BUILD_EXT = _extensions()
 CMDCLASS = {"build_ext": BUILD_EXT} if BUILD_EXT is not None else {}
 
-TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis", "ruff"]
+TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis", "ruff", "mypy"]
 
 setup(
     name="maskrcnn_benchmark",

@@ -323,7 +323,7 @@ def registered_datasets(entries: Mapping[str, Mapping[str, Any]], suffix: str = 
         :class:`DatasetCatalog`.
     """
     missing = object()
-    saved = {name + suffix: DatasetCatalog.DATASETS.get(name + suffix, missing) for name in entries}
+    saved: dict[str, Any] = {name + suffix: DatasetCatalog.DATASETS.get(name + suffix, missing) for name in entries}
     try:
         _register(entries, suffix)
         yield DatasetCatalog

@@ -229,10 +229,11 @@ def modulated_deform_conv(
     autocast = torch.is_autocast_enabled(device_type) if device_type in ("cpu", "cuda") else False
     out_dtype = torch.float32 if autocast else input.dtype
     compute_dtype = torch.float32 if (autocast or input.dtype in (torch.float16, torch.bfloat16)) else input.dtype
-    tensors = [t if t is None else t.to(compute_dtype) for t in (input, offset, mask, weight, bias)]
+    input, offset, mask, weight = (t.to(compute_dtype) for t in (input, offset, mask, weight))
+    bias = None if bias is None else bias.to(compute_dtype)
     path = "native" if impl == "native" else _ext.select_impl("modulated_deform_conv", impl, input.device)
     with torch.autocast(device_type=device_type, enabled=False) if autocast else contextlib.nullcontext():
-        out = _run(path, *tensors, stride, padding, dilation, groups, deformable_groups)
+        out = _run(path, input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups)
     return out if out.dtype == out_dtype else out.to(out_dtype)
 
 

@@ -129,13 +129,13 @@ class BoxList:
         mode: ``"xyxy"`` or ``"xywh"``.
     """
 
-    def __init__(self, bbox: Any, image_size: Sequence[int], mode: str = "xyxy") -> None:
+    def __init__(self, bbox: Any, image_size: Sequence[float], mode: str = "xyxy") -> None:
         if mode not in _MODES:
             raise ValueError(f"BoxList: mode should be one of {_MODES}, got {mode!r}")
         if len(image_size) != 2:
             raise ValueError(f"BoxList: image_size should be (width, height), got {image_size!r}")
         self.bbox = _as_box_tensor(bbox)
-        self.size: tuple[int, int] = (image_size[0], image_size[1])
+        self.size: tuple[float, float] = (image_size[0], image_size[1])  # ints except after a fractional crop
         self.mode = mode
         self.extra_fields: dict[str, Any] = {}
         # field name -> True (per-box) / False (per-image), decided in add_field; fields assigned directly into

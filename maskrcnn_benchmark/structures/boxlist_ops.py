@@ -3,6 +3,7 @@ and the generalized IoU used by the RefExp evaluator and the GIoU loss."""
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -134,6 +135,7 @@ def cat_boxlist(bboxes: Sequence[BoxList]) -> BoxList:
     for field in first.fields():
         values = [b.get_field(field) for b in bboxes]
         per_box = [b.is_per_box_field(field) for b in bboxes]
+        merged: Any
         if all(per_box):
             if isinstance(values[0], torch.Tensor):
                 merged = torch.cat(values, dim=0)
