@@ -13,7 +13,12 @@ Like upstream, the derived value is written to ``cfg.SOLVER.MAX_ITER`` and ``cfg
 ``loader.max_iter`` / from :func:`compute_max_iter` for callers that keep their cfg untouched.
 
 Test: one loader per ``DATASETS.TEST`` name, sequential order (with several processes: strided shards, each
-image exactly once, no padding duplicates), ``TEST.IMS_PER_BATCH / world size`` images per batch.
+image exactly once, no padding duplicates), ``TEST.IMS_PER_BATCH / world size`` images per batch. A batch
+only holds images of the same padded size (size buckets, from the annotations' image sizes and the test
+resize rule): FIBER has no padding mask, so padding an image to a larger batch mate would change its
+detections; with buckets every ``TEST.IMS_PER_BATCH`` gives the detections of one image at a time. Batches
+are pinned in page-locked memory when the model runs on CUDA (``DATALOADER.NUM_WORKERS`` worker processes
+load them meanwhile).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "compute_max_iter",
     "data_seed",
     "copies_for",
+    "padded_size_groups",
 ]
 
 logger = logging.getLogger(__name__)
@@ -229,6 +235,50 @@ def _group_ids(dataset: Any) -> list[int]:
     return ids
 
 
+def padded_size_groups(cfg: Any, dataset: Any) -> list[int] | None:
+    """One group id per image: images in a group have the same padded size after the test transforms.
+
+    The size comes from the annotation's "height"/"width", ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST`` (the
+    resize rule of ``data/transforms``) and ``DATALOADER.SIZE_DIVISIBILITY``. Returns None when the data set
+    gives no image sizes or the test resize is random (several ``MIN_SIZE_TEST`` values).
+    """
+    from .transforms.transforms import resized_size
+
+    min_size = cfg.INPUT.MIN_SIZE_TEST
+    if isinstance(min_size, (list, tuple)):
+        if len(set(min_size)) != 1:
+            return None
+        min_size = min_size[0]
+    max_size = int(cfg.INPUT.MAX_SIZE_TEST) if cfg.INPUT.MAX_SIZE_TEST and cfg.INPUT.MAX_SIZE_TEST > 0 else None
+    divisor = int(cfg.DATALOADER.SIZE_DIVISIBILITY)
+    if not hasattr(dataset, "get_img_info"):
+        return None
+    keys: dict[tuple[int, int], int] = {}
+    groups = []
+    for index in range(len(dataset)):
+        info = dataset.get_img_info(index)
+        if "height" not in info or "width" not in info:
+            return None
+        height, width = resized_size(int(info["width"]), int(info["height"]), int(min_size), max_size)
+        if divisor > 0:
+            height, width = -(-height // divisor) * divisor, -(-width // divisor) * divisor
+        groups.append(keys.setdefault((height, width), len(keys)))
+    return groups
+
+
+def _test_batch_sampler(cfg: Any, dataset: Any, sampler: Any, per_gpu: int) -> Any:
+    if per_gpu == 1:
+        return torch.utils.data.BatchSampler(sampler, 1, drop_last=False)
+    groups = padded_size_groups(cfg, dataset)
+    if groups is None:
+        logger.warning("%s gives no image sizes (or the test resize is random): batches of %d images are padded to "
+                       "their largest image, which changes detections slightly; TEST.IMS_PER_BATCH 1 avoids it",
+                       type(dataset).__name__, per_gpu)
+        return torch.utils.data.BatchSampler(sampler, per_gpu, drop_last=False)
+    logger.info("test batches of up to %d images of the same padded size (%d sizes)", per_gpu, max(groups) + 1)
+    return GroupedBatchSampler(sampler, groups, per_gpu, drop_uneven=False)
+
+
 def _per_process(total: int, world: int, key: str) -> int:
     if total % world:
         raise ValueError(f"{key} ({total}) must be divisible by the number of processes ({world})")
@@ -274,12 +324,13 @@ def make_data_loader(
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not is_train:
         loaders = []
+        pin = str(cfg.MODEL.DEVICE).startswith("cuda") and torch.cuda.is_available()
         for dataset in datasets:
             sampler = (DistributedSampler(dataset, world, this_rank, shuffle=False, pad=False) if world > 1
                        else torch.utils.data.SequentialSampler(dataset))
-            batch_sampler = torch.utils.data.BatchSampler(sampler, per_gpu, drop_last=False)
-            loaders.append(torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler,
-                                                       num_workers=num_workers, collate_fn=collator))
+            batch_sampler = _test_batch_sampler(cfg, dataset, sampler, per_gpu)
+            loaders.append(torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                                                       collate_fn=collator, pin_memory=pin))
         return loaders
 
     dataset = datasets[0]

@@ -5,7 +5,10 @@ Upstream file: maskrcnn_benchmark/engine/inference.py (``inference``). What diff
 * batches of any size in both modes: a detection prompt is shared by the whole batch; in grounding mode each
   image keeps its own caption and phrase map (upstream asserts one image per GPU);
 * class lists come from the prompt builder (``data/prompts.py``): LVIS-size lists are chunked
-  (``TEST.CHUNKED_EVALUATION``), each chunk a forward pass, every label a global id; nothing is truncated;
+  (``TEST.CHUNKED_EVALUATION``), every label a global id, nothing truncated; the model runs the chunks
+  (``GeneralizedVLRCNN.detect_prompts``: the image prefix once per batch, each chunk's text prefix once per
+  run, ``TEST.CHUNK_BATCH`` chunks per pass, ``TEST.PRECISION``);
+* the evaluator accumulates in a background thread while the model computes the next batch;
 * results go to the evaluators of ``data/evaluation`` (COCO AP, LVIS Fixed AP, Flickr30k R@k, RefExp
   accuracy), gathered from every process; predictions are written as COCO-style JSON; metrics as JSON and a
   readable table.
@@ -19,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +31,7 @@ import torch
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 from maskrcnn_benchmark.utils.distributed import broadcast_object, get_world_size, is_main_process, synchronize
 
-__all__ = ["inference", "primary_metric", "format_metrics_table", "GroundingQuery", "grounding_queries", "PrefixReuse"]
+__all__ = ["inference", "primary_metric", "format_metrics_table", "GroundingQuery", "grounding_queries", "RunOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,66 +129,30 @@ def grounding_queries(targets: Sequence[Any], positive_map_eval: Sequence[Any] |
 # ---------------------------------------------------------------------------------------------------------
 # forward passes
 # ---------------------------------------------------------------------------------------------------------
-def _concat_per_image(per_image: list[list[Any]]) -> list[Any]:
-    from maskrcnn_benchmark.structures.boxlist_ops import cat_boxlist
+@dataclass(frozen=True)
+class RunOptions:
+    """How the model runs the prompts (``TEST.REUSE_IMAGE_PREFIX``, ``TEST.CHUNK_BATCH``, ``TEST.PRECISION``)."""
 
-    return [parts[0] if len(parts) == 1 else cat_boxlist(parts) for parts in per_image]
+    reuse_prefix: bool = True
+    chunk_batch: int = 0
+    precision: str = "fp32"
 
-
-def _forward_detection(model, images, plans) -> list[Any]:
-    """Run every prompt chunk on the batch and concatenate each image's detections (no re-NMS, as upstream)."""
-    per_image: list[list[Any]] = [[] for _ in range(len(images.image_sizes))]
-    for plan in plans:
-        captions = [plan.caption] * len(images.image_sizes)
-        outputs = model(images, captions=captions, positive_map=plan.token_map)
-        for index, boxlist in enumerate(outputs):
-            per_image[index].append(boxlist)
-    return _concat_per_image(per_image)
+    @classmethod
+    def from_cfg(cls, cfg) -> RunOptions:
+        test = cfg.TEST
+        return cls(bool(getattr(test, "REUSE_IMAGE_PREFIX", True)), int(getattr(test, "CHUNK_BATCH", 0)),
+                   str(getattr(test, "PRECISION", "fp32")))
 
 
-class PrefixReuse:
-    """Chunked detection prompts with shared work (``TEST.REUSE_IMAGE_PREFIX``).
-
-    FIBER fuses text into the last backbone blocks, so every prompt chunk needs its own pass through them, but
-    the image-only prefix (patch embedding .. the stage-3 blocks before fusion, ~47% of a FIBER-B pass,
-    upstream-facts.md 12) does not depend on the caption: it runs once per batch. Likewise the text layers
-    before fusion depend only on the chunk's caption, which is the same for every batch: they run once per
-    chunk for the whole data set. Results equal the plain per-chunk forward (the backbone tests check it).
-    """
-
-    def __init__(self, model):
-        self.core = model.module if hasattr(model, "module") else model
-        self.text_prefixes: dict[int, Any] = {}
-
-    @staticmethod
-    def supported(model) -> bool:
-        core = model.module if hasattr(model, "module") else model
-        backbone = getattr(core, "fusion_backbone", None)
-        return all(hasattr(backbone, name) for name in ("forward_image_prefix", "forward_from_prefix",
-                                                        "forward_text_prefix")) and hasattr(core, "tokenize")
-
-    def _text_prefix(self, index: int, caption: str, device):
-        if index not in self.text_prefixes:
-            tokens = self.core.tokenize([caption], device)
-            self.text_prefixes[index] = self.core.fusion_backbone.forward_text_prefix(tokens)
-        return self.text_prefixes[index]
-
-    def __call__(self, images, plans) -> list[Any]:
-        core = self.core
-        image_prefix = core.fusion_backbone.forward_image_prefix(images)
-        per_image: list[list[Any]] = [[] for _ in range(len(images.image_sizes))]
-        for index, plan in enumerate(plans):
-            text = self._text_prefix(index, plan.caption, images.tensors.device)
-            features, language_dict = core.fusion_backbone.forward_from_prefix(image_prefix, text)
-            captions = [plan.caption] * len(images.image_sizes)
-            detections, _, _ = core.rpn(images, features, None, language_dict, plan.token_map, captions)
-            for image_index, boxlist in enumerate(detections):
-                per_image[image_index].append(boxlist)
-        return _concat_per_image(per_image)
+def _forward_detection(model, images, plans, options: RunOptions) -> list[Any]:
+    """Every prompt chunk on the batch, merged per image with global labels (``detect_prompts``)."""
+    return model.detect_prompts(images, plans, reuse_prefix=options.reuse_prefix, chunk_batch=options.chunk_batch,
+                                precision=options.precision)
 
 
-def _forward_grounding(model, images, queries: Sequence[GroundingQuery]) -> list[Any]:
-    """Each image with its own caption and map; images sharing (caption, map) run together."""
+def _forward_grounding(model, images, queries: Sequence[GroundingQuery], options: RunOptions) -> list[Any]:
+    """Each image with its own caption and map; images sharing (caption, map) run together (one full pass:
+    a caption seen once gains nothing from the cached prefixes)."""
     outputs: list[Any] = [None] * len(queries)
     groups: dict[Any, list[int]] = {}
     for index, query in enumerate(queries):
@@ -198,10 +166,35 @@ def _forward_grounding(model, images, queries: Sequence[GroundingQuery]) -> list
             from maskrcnn_benchmark.structures.image_list import ImageList
 
             batch = ImageList(images.tensors[indices], [images.image_sizes[i] for i in indices])
-        results = model(batch, captions=[query.caption] * len(indices), positive_map=query.token_map)
+        results = model.detect_prompts(batch, [query], reuse_prefix=False, precision=options.precision)
         for index, boxlist in zip(indices, results):
             outputs[index] = boxlist
     return outputs
+
+
+class _EvaluatorFeeder:
+    """Feeds the evaluator from a background thread, so that it accumulates while the model computes the
+    next batch (the model's kernels release the GIL). Updates keep their order; an evaluator error is raised
+    again in the loop."""
+
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluator")
+        self.pending: list[Future] = []
+
+    def put(self, image_ids: list[Any], outputs: list[Any]) -> None:
+        for future in self.pending:
+            if future.done():
+                future.result()  # an evaluator error surfaces at the next batch
+        self.pending = [f for f in self.pending if not f.done()]
+        self.pending.append(self.pool.submit(self.evaluator.update, image_ids, outputs))
+
+    def close(self) -> None:
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -242,36 +235,36 @@ def _eval_task(cfg) -> str:
     return task
 
 
-def _run_batches(model, data_loader, device, task, plans, evaluator, subset: int, reuse_prefix: bool) -> int:
+def _run_batches(model, data_loader, device, task, plans, evaluator, subset: int, options: RunOptions) -> int:
     from tqdm import tqdm
 
-    chunked = None
-    if task == "detection" and len(plans) > 1 and reuse_prefix and PrefixReuse.supported(model):
-        chunked = PrefixReuse(model)
-        logger.info("%d prompt chunks: the image prefix runs once per batch, the pre-fusion text layers once per "
-                    "chunk (TEST.REUSE_IMAGE_PREFIX)", len(plans))
+    if task == "detection" and len(plans) > 1:
+        logger.info("%d prompt chunks: %s", len(plans),
+                    f"the image prefix runs once per batch, the pre-fusion text layers once per chunk, "
+                    f"chunk batch {options.chunk_batch or 'from free memory'}" if options.reuse_prefix
+                    else "one full forward pass per chunk (TEST.REUSE_IMAGE_PREFIX False)")
     count = 0
     bar = tqdm(total=len(data_loader), desc="inference", disable=not is_main_process(), mininterval=1.0,
                dynamic_ncols=True)
+    feeder = _EvaluatorFeeder(evaluator)
     try:
         for batch_index, batch in enumerate(data_loader):
             if 0 < subset <= batch_index:
                 break
             images, targets, image_ids = batch[0], batch[1], batch[2]
             positive_map_eval = batch[4] if len(batch) > 4 else None
-            images = images.to(device)
-            with torch.no_grad():
-                if chunked is not None:
-                    outputs = chunked(images, plans)
-                elif task == "detection":
-                    outputs = _forward_detection(model, images, plans)
-                else:
-                    outputs = _forward_grounding(model, images, grounding_queries(targets, positive_map_eval))
-            evaluator.update(list(image_ids), [output.to("cpu") for output in outputs])
+            images = images.to(device, non_blocking=True)
+            if task == "detection":
+                outputs = _forward_detection(model, images, plans, options)
+            else:
+                queries = grounding_queries(targets, positive_map_eval)
+                outputs = _forward_grounding(model, images, queries, options)
+            feeder.put(list(image_ids), [output.to("cpu") for output in outputs])
             count += len(image_ids)
             bar.update(1)
     finally:
         bar.close()
+        feeder.close()
     return count
 
 
@@ -305,6 +298,7 @@ def inference(
     task = _eval_task(cfg)
     dataset = data_loader.dataset
     model.eval()
+    model = model.module if hasattr(model, "module") else model  # DDP: evaluation needs no gradient sync
     if output_folder and is_main_process():
         os.makedirs(output_folder, exist_ok=True)
     plans = _detection_plans(cfg, dataset, model) if task == "detection" else None
@@ -313,9 +307,8 @@ def inference(
     logger.info("evaluating %s (%d images, task %s, %d process(es))", dataset_name, len(dataset), task,
                 get_world_size())
     start = time.time()
-    reuse = bool(getattr(cfg.TEST, "REUSE_IMAGE_PREFIX", False))
     count = _run_batches(model, data_loader, torch.device(device), task, plans, evaluator, int(cfg.TEST.SUBSET),
-                         reuse)
+                         RunOptions.from_cfg(cfg))
     seconds = time.time() - start
     logger.info("inference on %s: %d images in %.1f s (%.3f s/image per process)", dataset_name, count, seconds,
                 seconds / max(count, 1))

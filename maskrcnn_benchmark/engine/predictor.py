@@ -14,8 +14,9 @@ Prompts:
 * **detection**: a list of class names (or ``{label: name}``). The caption is built by
   :mod:`maskrcnn_benchmark.data.prompts` exactly as evaluation builds it (``DATASETS.SEPARATION_TOKENS``,
   upstream's name cleaning); a list too long for ``MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN`` tokens is split
-  into several prompts (one forward pass each; ``TEST.CHUNKED_EVALUATION`` sets the chunk size) and the
-  detections of all chunks are merged. Labels are 1..K in list order; ``names`` are the names given.
+  into several prompts (``TEST.CHUNKED_EVALUATION`` sets the chunk size; the model shares the image's
+  caption-independent work among them, ``GeneralizedVLRCNN.detect_prompts``) and the detections of all chunks
+  are merged. Labels are 1..K in list order; ``names`` are the names given.
 * **grounding**: a caption string. Its phrases are given as ``spans`` (one entry per phrase: a
   ``(start, end)`` character span or a list of them) or as ``phrases`` (substrings, located left to right).
   With neither, the caption is split into phrases at ``.``, ``,`` and ``;`` (each piece stripped of
@@ -48,8 +49,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,7 @@ from maskrcnn_benchmark.data.prompts import (
     split_caption_into_phrases,
 )
 from maskrcnn_benchmark.engine.weights import load_inference_weights
+from maskrcnn_benchmark.modeling.detector.chunked_prompts import PRECISIONS
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.structures.image_list import ImageList
 from maskrcnn_benchmark.utils.visualizer import color_for_label, draw_detections
@@ -167,23 +168,29 @@ class Predictor:
         model: an existing model to use instead of building one from ``cfg``.
         device: "cpu", "cuda", ... (default: ``MODEL.DEVICE`` if available, else CPU).
         use_ema: load the ``model_ema`` weights of ``weight`` (default ``TEST.USE_EMA_WEIGHTS``).
-        amp: autocast to float16 on CUDA (default True on CUDA; ignored on CPU).
+        amp: autocast to float16 on CUDA (default True on CUDA; ignored on CPU): ``precision="fp16"``.
+        precision: "fp32", "tf32", "bf16" or "fp16" (default: "fp16" with ``amp``, else ``TEST.PRECISION``);
+            see ``GeneralizedVLRCNN.detect_prompts``.
         batch_size: images per forward pass.
         pad_mode: "exact", "batch" or "canvas" (see the module docstring).
         canvas_size: (height, width) of the canvas for ``pad_mode="canvas"``; default: a square of
             ``INPUT.MAX_SIZE_TEST`` rounded up to the size divisibility.
         opts: ``[KEY, VALUE, ...]`` config overrides (e.g. ``["MODEL.ATSS.INFERENCE_TH", "0.1"]``).
-        reuse_prefix: with several prompts (a chunked class list), compute the caption-independent part of
-            the backbone once per batch (same results, up to ~1.8x fewer FLOPs for LVIS-size lists).
+        reuse_prefix: compute the caption-independent part of the backbone once per batch, each prompt's
+            pre-fusion text layers once (cached by the model) and ``TEST.CHUNK_BATCH`` prompt chunks per pass
+            (same results as ``False``, the naive schedule of one full forward pass per prompt chunk).
         allow_untrained: accept a ``weight`` file that leaves detector parts at their random initialisation
             (a warning names them).
+
+    The model can be any object with ``eval()``, ``to(device)`` and the ``detect_prompts(images, prompts, *,
+    reuse_prefix, chunk_batch, precision, check_label_slots)`` method of ``GeneralizedVLRCNN``.
     """
 
     def __init__(self, cfg, weight: str | None = None, model: torch.nn.Module | None = None,
                  device: str | torch.device | None = None, use_ema: bool | None = None,
                  amp: bool | None = None, batch_size: int = 4, pad_mode: str = "exact",
                  canvas_size: tuple[int, int] | None = None, opts: Sequence[str] | None = None,
-                 reuse_prefix: bool = True, allow_untrained: bool = False):
+                 reuse_prefix: bool = True, allow_untrained: bool = False, precision: str | None = None):
         self.cfg = self._as_cfg(cfg, opts)
         if pad_mode not in _PAD_MODES:
             raise ValueError(f"pad_mode must be one of {_PAD_MODES}, got {pad_mode!r}")
@@ -191,6 +198,9 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else self._default_device()
         self.amp = (self.device.type == "cuda") if amp is None else (bool(amp) and self.device.type == "cuda")
+        self.precision = precision or ("fp16" if self.amp else str(self.cfg.TEST.PRECISION))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         self.batch_size = int(batch_size)
         self.pad_mode = pad_mode
         self.reuse_prefix = bool(reuse_prefix)
@@ -312,61 +322,12 @@ class Predictor:
 
     # -- running -------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _label_slots(self, labels: Iterable[int]) -> Iterator[None]:
-        """Temporarily widens the post-processor's label slots to hold the prompt's labels."""
-        core = getattr(self.model, "module", self.model)
-        post = getattr(getattr(core, "rpn", None), "post_processor", None)
-        needed = max(labels, default=0)
-        if post is None or not hasattr(post, "num_slots") or post.num_slots >= needed:
-            yield
-            return
-        previous = post.num_slots
-        post.num_slots = needed
-        try:
-            yield
-        finally:
-            post.num_slots = previous
-
-    def _forward(self, batch: ImageList, prompt: Prompt) -> list[BoxList]:
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
-        with torch.no_grad(), autocast, self._label_slots(prompt.token_map):
-            outputs = self.model(batch.to(self.device), captions=[prompt.caption] * len(batch.image_sizes),
-                                 positive_map=prompt.token_map)
+    def _detect(self, batch: ImageList, prompts: Sequence[Prompt]) -> list[BoxList]:
+        """One merged BoxList per image of the batch (every prompt, global labels), on the CPU."""
+        outputs = self.model.detect_prompts(batch, prompts, reuse_prefix=self.reuse_prefix,
+                                            chunk_batch=int(self.cfg.TEST.CHUNK_BATCH), precision=self.precision,
+                                            check_label_slots=False)
         return [output.to("cpu") for output in outputs]
-
-    def _can_reuse_prefix(self) -> bool:
-        core = getattr(self.model, "module", self.model)
-        backbone = getattr(core, "fusion_backbone", None)
-        return self.reuse_prefix and hasattr(core, "tokenize") and hasattr(core, "rpn") and all(
-            hasattr(backbone, name) for name in ("forward_image_prefix", "forward_text_prefix", "forward_from_prefix"))
-
-    def _forward_prompts(self, batch: ImageList, prompts: Sequence[Prompt], text_cache: dict[int, Any]
-                         ) -> list[list[BoxList]]:
-        """Detections of every prompt for one batch (outer list: prompts).
-
-        With several prompts (a chunked class list) the caption-independent image prefix of the fusion backbone
-        runs once for the batch and each prompt's text layers before fusion once per call (``text_cache``);
-        the results equal separate full passes.
-        """
-        if len(prompts) < 2 or not self._can_reuse_prefix():
-            return [self._forward(batch, prompt) for prompt in prompts]
-        core = getattr(self.model, "module", self.model)
-        backbone = core.fusion_backbone
-        batch = batch.to(self.device)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
-        results = []
-        with torch.no_grad(), autocast:
-            image_prefix = backbone.forward_image_prefix(batch)
-            for index, prompt in enumerate(prompts):
-                if index not in text_cache:
-                    text_cache[index] = backbone.forward_text_prefix(core.tokenize([prompt.caption], self.device))
-                features, language_dict = backbone.forward_from_prefix(image_prefix, text_cache[index])
-                with self._label_slots(prompt.token_map):
-                    detections, _, _ = core.rpn(batch, features, None, language_dict, prompt.token_map,
-                                                [prompt.caption] * len(batch.image_sizes))
-                results.append([output.to("cpu") for output in detections])
-        return results
 
     def predict(self, images: ImageInput | Sequence[ImageInput],
                 prompts: str | Sequence[str] | Mapping[int, str] | Prompt, threshold: float | None = None,
@@ -392,33 +353,25 @@ class Predictor:
             raise ValueError("no image given")
         prompt_list = self._prompts(prompts, spans, phrases)
         tensors, sizes, sources = self._prepare(image_list, rgb)
+        names = {label: name for prompt in prompt_list for label, name in prompt.names.items()}
         results: list[Detections | None] = [None] * len(tensors)
-        text_cache: dict[int, Any] = {}
         for indices in self._batches(tensors):
-            batch = self._batch([tensors[i] for i in indices])
-            per_prompt = self._forward_prompts(batch, prompt_list, text_cache)
-            for offset, index in enumerate(indices):
-                parts = [outputs[offset] for outputs in per_prompt]
-                results[index] = self._to_detections(parts, prompt_list, sizes[index], sources[index], threshold)
+            outputs = self._detect(self._batch([tensors[i] for i in indices]), prompt_list)
+            for index, boxlist in zip(indices, outputs):
+                results[index] = self._to_detections(boxlist, names, sizes[index], sources[index], threshold)
         return results[0] if single else results
 
     @staticmethod
-    def _to_detections(parts: Sequence[BoxList], prompts: Sequence[Prompt], size: tuple[int, int], source: str,
+    def _to_detections(boxlist: BoxList, names: Mapping[int, str], size: tuple[int, int], source: str,
                        threshold: float | None) -> Detections:
-        boxes, scores, labels, names = [], [], [], []
-        for boxlist, prompt in zip(parts, prompts):
-            boxlist = boxlist.resize(size).convert("xyxy")
-            boxes.append(boxlist.bbox.float())
-            scores.append(boxlist.get_field("scores").float())
-            part_labels = boxlist.get_field("labels").long()
-            labels.append(part_labels)
-            names.extend(prompt.names.get(int(label), str(int(label))) for label in part_labels.tolist())
-        box_t = torch.cat(boxes) if boxes else torch.zeros((0, 4))
-        score_t = torch.cat(scores) if scores else torch.zeros((0,))
-        label_t = torch.cat(labels) if labels else torch.zeros((0,), dtype=torch.int64)
+        boxlist = boxlist.resize(size).convert("xyxy")
+        box_t = boxlist.bbox.float()
+        score_t = boxlist.get_field("scores").float()
+        label_t = boxlist.get_field("labels").long()
         keep = torch.argsort(score_t, descending=True, stable=True)
         if threshold is not None:
             keep = keep[score_t[keep] >= threshold]
-        keep_list = keep.tolist()
-        return Detections(box_t[keep], score_t[keep], label_t[keep], [names[i] for i in keep_list],
+        kept_labels = label_t[keep]
+        return Detections(box_t[keep], score_t[keep], kept_labels,
+                          [names.get(int(label), str(int(label))) for label in kept_labels.tolist()],
                           (int(size[0]), int(size[1])), source)

@@ -34,6 +34,11 @@ class ImageList:
         """Move/cast the batch tensor (same arguments as ``Tensor.to``)."""
         return ImageList(self.tensors.to(*args, **kwargs), self.image_sizes)
 
+    def pin_memory(self) -> "ImageList":
+        """The batch in page-locked memory (``DataLoader(pin_memory=True)`` calls this), so that
+        ``to("cuda", non_blocking=True)`` copies it asynchronously."""
+        return ImageList(self.tensors.pin_memory(), self.image_sizes)
+
     def __len__(self) -> int:
         return len(self.image_sizes)
 

@@ -105,9 +105,9 @@ def test_odinw_task_config_with_register_and_caption_prompt(data_cfg):
     (test_loader,) = make_data_loader(cfg, is_train=False)
     dataset = test_loader.dataset
     assert len(dataset) == 6 and len(dataset.categories()) == 7
-    images, targets, ids, positive_map, _ = next(iter(test_loader))
-    assert ids == tuple(range(6)) and positive_map is None  # the yaml sets TEST.IMS_PER_BATCH 8
-    assert all(t.has_field("labels") for t in targets)
+    batches = list(test_loader)  # the yaml sets TEST.IMS_PER_BATCH 8: one batch per padded size
+    assert sorted(i for batch in batches for i in batch[2]) == list(range(6))
+    assert all(batch[3] is None and all(t.has_field("labels") for t in batch[1]) for batch in batches)
     train = build_dataset(cfg, "train", is_train=True)
     assert len(train) == 16 * 6  # GENERAL_COPY 16
     caption = train[0][1].get_field("caption")
@@ -181,3 +181,82 @@ def test_empty_data_sets_are_refused_naming_the_set_and_file(data_cfg, tmp_path,
         make_data_loader(cfg, is_train=False)
     with pytest.raises(ValueError, match=r"'boxless_train' .*boxless.json\) has no images with a usable box"):
         make_data_loader(cfg, is_train=True)
+
+
+def _padded(size, divisor=32):
+    return tuple(-(-s // divisor) * divisor for s in size)
+
+
+def test_test_batches_hold_one_padded_size(data_cfg):
+    from maskrcnn_benchmark.data.build import padded_size_groups
+
+    cfg = data_cfg
+    cfg.DATASETS.TEST = ("coco_2017_val",)
+    (loader,) = make_data_loader(cfg, is_train=False)
+    groups = padded_size_groups(cfg, loader.dataset)
+    assert groups is not None and len(set(groups)) > 1  # the synthetic images come in several sizes
+    seen = []
+    for images, _, ids, _, _ in loader:
+        assert len(ids) <= 4
+        assert {_padded(size) for size in images.image_sizes} == {tuple(images.tensors.shape[-2:])}
+        assert len({groups[i] for i in ids}) == 1
+        seen += list(ids)
+    assert sorted(seen) == list(range(len(loader.dataset)))
+
+
+def test_padded_size_groups_needs_sizes_and_a_fixed_resize(data_cfg):
+    from maskrcnn_benchmark.data.build import padded_size_groups
+
+    class NoSizes:
+        def __len__(self):
+            return 2
+
+        def get_img_info(self, index):
+            return {"id": index}
+
+    assert padded_size_groups(data_cfg, NoSizes()) is None
+    assert padded_size_groups(data_cfg, [1, 2]) is None
+    cfg = data_cfg.clone()
+    cfg.INPUT.MIN_SIZE_TEST = (64, 96)
+    cfg.DATASETS.TEST = ("coco_2017_val",)
+    (loader,) = make_data_loader(cfg, is_train=False)
+    assert padded_size_groups(cfg, loader.dataset) is None
+
+
+def test_size_buckets_make_batched_eval_equal_to_one_image_at_a_time(data_cfg, bpe_tokenizer_dir):
+    import torch
+
+    from maskrcnn_benchmark.engine.inference import inference
+    from maskrcnn_benchmark.modeling.detector import build_detection_model
+
+    cfg = data_cfg
+    cfg.merge_from_file(os.path.join(REPO, "configs", "tiny", "fiber_tiny.yaml"))
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 100, "MODEL.ATSS.INFERENCE_TH", 0.0,
+                         "TEST.EVAL_TASK", "detection", "DATASETS.TEST", ("coco_2017_val",),
+                         "MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir])
+    torch.manual_seed(0)
+    model = build_detection_model(cfg).eval()
+
+    class Recorder:
+        def __init__(self):
+            self.results = {}
+
+        def update(self, ids, boxlists):
+            self.results.update(zip(ids, boxlists))
+
+        def evaluate(self):
+            return {}
+
+    outputs = []
+    for batch in (1, 4):
+        cfg.TEST.IMS_PER_BATCH = batch
+        (loader,) = make_data_loader(cfg, is_train=False)
+        recorder = Recorder()
+        inference(model, loader, "coco_2017_val", device="cpu", cfg=cfg, evaluator=recorder)
+        outputs.append(recorder.results)
+    assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) == 6
+    for image_id, single in outputs[0].items():
+        batched = outputs[1][image_id]
+        assert len(single) > 0 and single.get_field("labels").tolist() == batched.get_field("labels").tolist()
+        torch.testing.assert_close(batched.get_field("scores"), single.get_field("scores"), rtol=0, atol=1e-5)
+        torch.testing.assert_close(batched.bbox, single.bbox, rtol=0, atol=1e-3)

@@ -11,6 +11,7 @@ from maskrcnn_benchmark.engine.inference import (
     inference,
     primary_metric,
 )
+from maskrcnn_benchmark.modeling.detector.chunked_prompts import merge_per_image
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.structures.image_list import ImageList
 
@@ -31,6 +32,14 @@ class RecordingModel(torch.nn.Module):
         super().__init__()
         self.tokenizer = tokenizer
         self.calls = []
+        self.options = []
+
+    def detect_prompts(self, images, plans, *, reuse_prefix=True, chunk_batch=None, precision=None,
+                       check_label_slots=True):
+        self.options.append((reuse_prefix, chunk_batch, precision))
+        per_plan = [self(images, captions=[p.caption] * len(images.image_sizes), positive_map=p.token_map)
+                    for p in plans]
+        return merge_per_image(per_plan)
 
     def forward(self, images, captions=None, positive_map=None):
         assert not self.training
@@ -167,37 +176,22 @@ def test_primary_metric_and_table():
     assert table.splitlines()[0] == "t" and "nested/x" in table and "1.2346" in table and "skip" not in table
 
 
-def test_prefix_reuse_equals_full_forward_per_chunk(bpe_tokenizer_dir, bpe_tokenizer):
-    from pathlib import Path
+def test_run_options_come_from_the_config(bpe_tokenizer):
+    batches = [(_images([(32, 32)]), [Target()], (0,), None, None)]
+    model = RecordingModel(bpe_tokenizer)
+    cfg = _cfg(chunk=1)
+    cfg.TEST.REUSE_IMAGE_PREFIX, cfg.TEST.CHUNK_BATCH, cfg.TEST.PRECISION = False, 3, "bf16"
+    inference(model, Loader(batches, Dataset(1, ["cat", "dog"])), "x", device="cpu", cfg=cfg,
+              evaluator=RecordingEvaluator())
+    assert model.options == [(False, 3, "bf16")]
 
-    from maskrcnn_benchmark.config import load_config
-    from maskrcnn_benchmark.data.prompts import plan_detection_prompts
-    from maskrcnn_benchmark.engine.inference import PrefixReuse, _forward_detection
-    from maskrcnn_benchmark.modeling.detector import build_detection_model
 
-    tiny = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "fiber_tiny.yaml"
-    if not tiny.is_file():
-        pytest.skip("configs/tiny/fiber_tiny.yaml is absent")
-    cfg = load_config(str(tiny), ["MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir,
-                                  "MODEL.ATSS.INFERENCE_TH", "0.0"])
-    torch.manual_seed(0)
-    model = build_detection_model(cfg).eval()
-    with torch.no_grad():  # make the fusion gates non-zero so that text really changes the image features
-        for name, parameter in model.named_parameters():
-            if "alpha" in name:
-                parameter.fill_(0.5)
-    names = {i + 1: n for i, n in enumerate(["red square", "blue circle", "green triangle", "yellow diamond", "cat"])}
-    plans = plan_detection_prompts(names, bpe_tokenizer, chunk_size=2, max_query_len=128)
-    assert len(plans) == 3
-    images = _images([(64, 64), (64, 48)])
-    images.tensors.normal_()
-    assert PrefixReuse.supported(model)
-    with torch.no_grad():
-        full = _forward_detection(model, images, plans)
-        reused = PrefixReuse(model)(images, plans)
-        reused_again = PrefixReuse(model)(images, plans)
-    for a, b, c in zip(full, reused, reused_again):
-        assert len(a) > 0 and a.get_field("labels").tolist() == b.get_field("labels").tolist()
-        torch.testing.assert_close(b.bbox, a.bbox, rtol=1e-4, atol=1e-3)
-        torch.testing.assert_close(b.get_field("scores"), a.get_field("scores"), rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(c.bbox, b.bbox, rtol=0, atol=0)
+def test_evaluator_errors_reach_the_caller(bpe_tokenizer):
+    class Failing(RecordingEvaluator):
+        def update(self, ids, boxlists):
+            raise KeyError(f"image {ids[0]} is unknown")
+
+    batches = [(_images([(32, 32)]), [Target()], (i,), None, None) for i in range(3)]
+    with pytest.raises(KeyError, match="image 0"):
+        inference(RecordingModel(bpe_tokenizer), Loader(batches, Dataset(3, ["cat"])), "x", device="cpu",
+                  cfg=_cfg(), evaluator=Failing())
