@@ -66,6 +66,7 @@ def tiny(bpe_tokenizer_dir):
     return _model(bpe_tokenizer_dir)
 
 
+@pytest.mark.slow  # ~26 s of CPU time: three full schedules over a long class list
 def test_naive_prefix_reuse_and_chunk_batching_agree(tiny, bpe_tokenizer):
     plans = _plans(bpe_tokenizer)
     assert len(plans) == 4

@@ -69,6 +69,7 @@ def test_checkpoint_of_another_architecture(tmp_path):
     _assert_one_line_error(result, "wider_tiny.pth", "does not fit")
 
 
+@pytest.mark.slow  # ~27 s of CPU time: tool subprocesses
 def test_random_bytes_checkpoint_and_file_shaped_output_dir(tmp_path):
     if not TINY.is_file():
         pytest.skip("configs/tiny/fiber_tiny.yaml is absent")
