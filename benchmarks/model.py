@@ -17,6 +17,12 @@ Usage::
 Times are medians over ``--iters`` timed passes after ``--warmup`` untimed ones, in milliseconds. Peak memory
 is ``torch.cuda.max_memory_allocated`` on CUDA, and the process's peak resident set size on CPU (monotonic
 over the run, so the train figure includes the eval one).
+
+``--modes throughput`` measures single-prompt inference as the Predictor and evaluation run it
+(``GeneralizedVLRCNN.detect_prompts``, one 40-class prompt, its text prefix cached): images per second at
+each ``--batch-sizes`` for each ``--precisions``, e.g.::
+
+    python benchmarks/model.py --device cuda --modes throughput --batch-sizes 1,8 --precisions fp32,bf16
 """
 
 import argparse
@@ -176,6 +182,47 @@ def run_mode(model, mode, inputs, timer, args, device) -> dict:
     return {"ms": result, "peak_memory_mb": round(peak_memory_mb(device), 1)}
 
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def run_throughput(model, cfg, args, device) -> dict:
+    """Images/s of one-prompt ``detect_prompts`` per (precision, batch size); median of ``--iters`` calls."""
+    import tempfile
+
+    from chunked_eval import class_names
+
+    from maskrcnn_benchmark.data.prompts import plan_detection_prompts
+    from maskrcnn_benchmark.modeling.language_backbone.tokenizer import build_tokenizer, write_local_bpe_tokenizer
+
+    model.tokenizer = build_tokenizer(write_local_bpe_tokenizer(os.path.join(tempfile.gettempdir(),
+                                                                             "fiber_bench_tokenizer")))
+    [plan] = plan_detection_prompts(class_names(1, 40), model.tokenizer, chunk_size=40,
+                                    max_query_len=int(cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN))
+    model.eval()
+    results = {}
+    for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
+        for batch in [int(b) for b in args.batch_sizes.split(",") if b.strip()]:
+            images = to_image_list([torch.randn(3, args.height, args.width)] * batch,
+                                   cfg.DATALOADER.SIZE_DIVISIBILITY).to(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            samples = []
+            for iteration in range(args.warmup + args.iters):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                model.detect_prompts(images, [plan], precision=precision)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if iteration >= args.warmup:
+                    samples.append(time.perf_counter() - start)
+            seconds = statistics.median(samples)
+            results[f"{precision}_batch{batch}"] = {"images_per_second": round(batch / seconds, 3),
+                                                    "ms_per_batch": round(1000 * seconds, 2),
+                                                    "peak_memory_mb": round(peak_memory_mb(device), 1)}
+    return results
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", default=str(DEFAULT_CONFIG), help="FIBER-B config (default: COCO fine-tune)")
@@ -188,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=1333)
     parser.add_argument("--real-tokens", type=int, default=201, help="unmasked tokens of the 256-token caption")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--batch-sizes", default="1,8", help="throughput mode: images per call")
+    parser.add_argument("--precisions", default="fp32,bf16", help="throughput mode: TEST.PRECISION values")
+    parser.add_argument("--output", default=None, help="also write the JSON here")
     return parser
 
 
@@ -205,22 +255,36 @@ def main(args) -> dict:
     torch.manual_seed(0)
     model = build_detection_model(cfg).to(device)
     timer = PartTimer(device)
-    instrument(model, timer)
     inputs = make_inputs(cfg, args.height, args.width, device, args.real_tokens)
+    from chunked_eval import git_commit
+
     report = {
         "config": os.path.relpath(args.config_file, REPO) if Path(args.config_file).is_absolute() else args.config_file,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "amp": args.amp, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "commit": git_commit(), "amp": args.amp, "threads": torch.get_num_threads(),
         "image_hw": [args.height, args.width], "padded_hw": list(inputs[0].tensors.shape[-2:]),
         "caption_tokens": cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN, "real_tokens": args.real_tokens,
         "params": sum(p.numel() for p in model.parameters()), "iters": args.iters, "warmup": args.warmup,
     }
-    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-        if mode not in ("eval", "train"):
-            raise ValueError(f"--modes: unknown mode {mode!r} (use eval, train)")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in ("eval", "train", "throughput")]
+    if unknown:
+        raise ValueError(f"--modes: unknown mode(s) {unknown} (use eval, train, throughput)")
+    if "throughput" in modes:  # first, before the per-component timers wrap the model
+        report["throughput"] = run_throughput(model, cfg, args, device)
+    component_modes = [m for m in modes if m != "throughput"]
+    if component_modes:
+        instrument(model, timer)
+    for mode in component_modes:
         report[mode] = run_mode(model, mode, inputs, timer, args, device)
     return report
 
 
 if __name__ == "__main__":
-    sys.stdout.write(json.dumps(main(build_parser().parse_args()), indent=2) + "\n")
+    arguments = build_parser().parse_args()
+    text = json.dumps(main(arguments), indent=2)
+    if arguments.output:
+        from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+
+        atomic_write_text(arguments.output, text + "\n")
+    sys.stdout.write(text + "\n")

@@ -24,6 +24,13 @@ from maskrcnn_benchmark.layers import _ext, ml_nms, modulated_deform_conv, nms, 
 DYHEAD_LEVELS = [(100, 136), (50, 68), (25, 34), (13, 17), (7, 9)]
 
 
+def _commit():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from chunked_eval import git_commit
+
+    return git_commit()
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -91,6 +98,36 @@ def bench_dcn(device, repeat, impls, channels=256):
     return rows
 
 
+def bench_dcn_inference(device, repeat, impls, batch, levels, channels=256):
+    """DCN forward only (no grad) at the DyHead's levels for ``batch`` samples (chunk-batched inference): every
+    implementation in float32, and on CUDA also the compiled kernel in bf16 / fp16 (reduced_precision_dcn)."""
+    from maskrcnn_benchmark.layers.deform_conv import reduced_precision_dcn
+
+    rows = []
+    g = torch.Generator().manual_seed(5)
+    weight = (torch.randn(channels, channels, 3, 3, generator=g) * 0.02).to(device)
+    bias = torch.zeros(channels, device=device)
+    for height, width in levels:
+        x = torch.randn(batch, channels, height, width, generator=g).to(device)
+        offset = torch.randn(batch, 18, height, width, generator=g).to(device)
+        mask = torch.rand(batch, 9, height, width, generator=g).to(device)
+        row = {"op": "dcn_forward_inference", "shape": f"{batch}x{channels}x{height}x{width}, 3x3"}
+        args = (x, offset, mask, weight, bias)
+        with torch.no_grad():
+            for impl in impls:
+                row[f"{impl}_fp32_ms"] = round(_time(
+                    lambda impl=impl, args=args: modulated_deform_conv(*args, padding=1, impl=impl), device, repeat), 3)
+            if device.type == "cuda" and "compiled" in impls:
+                for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+                    def low(dtype=dtype, args=args):
+                        with torch.autocast("cuda", dtype=dtype), reduced_precision_dcn():
+                            return modulated_deform_conv(*args, padding=1, impl="compiled")
+
+                    row[f"compiled_{name}_ms"] = round(_time(low, device, repeat), 3)
+        rows.append(row)
+    return rows
+
+
 def bench_focal(device, repeat, impls):
     g = torch.Generator().manual_seed(3)
     logits = (torch.randn(1, 20267, 256, generator=g) * 3).to(device).requires_grad_(True)
@@ -112,19 +149,31 @@ def main():
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeat", type=int, default=None, help="timed runs per case (default 3 cpu, 20 cuda)")
     parser.add_argument("--skip-dcn", action="store_true", help="leave out the (slowest) DCN cases")
+    parser.add_argument("--dcn-inference-only", action="store_true",
+                        help="only the forward-only DCN cases of chunk-batched inference")
+    parser.add_argument("--dcn-batch", type=int, default=8, help="samples of the forward-only DCN cases")
+    parser.add_argument("--dcn-levels", default="100x168,50x84,25x42",
+                        help="forward-only DCN cases: comma list of HxW (default: P3..P5 of 800x1344)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but no GPU is visible")
     repeat = args.repeat or (3 if device.type == "cpu" else 20)
     impls = ["compiled", "torch"] if _ext.compiled_available(device.type) else ["torch"]
-    results = bench_nms(device, repeat, impls) + bench_focal(device, repeat, impls)
-    if not args.skip_dcn:
+    levels = [tuple(int(v) for v in level.split("x")) for level in args.dcn_levels.split(",") if level]
+    if args.dcn_inference_only:
+        results = bench_dcn_inference(device, repeat, impls, args.dcn_batch, levels)
+    else:
+        results = bench_nms(device, repeat, impls) + bench_focal(device, repeat, impls)
+    if not args.skip_dcn and not args.dcn_inference_only:
         results += bench_dcn(device, max(1, repeat - 1) if device.type == "cpu" else repeat, impls)
+        results += bench_dcn_inference(device, max(1, repeat - 1) if device.type == "cpu" else repeat, impls,
+                                       args.dcn_batch, levels)
     report = {
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads)"),
         "torch": torch.__version__,
+        "commit": _commit(),
         "compiled_available": _ext.compiled_available(device.type),
         "repeat": repeat,
         "results": results,
