@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes-per-chunk", type=int, default=40)
     parser.add_argument("--batches", default="2,0", help="comma list of TEST.CHUNK_BATCH values to time")
     parser.add_argument("--precisions", default="bf16", help="comma list of reduced precisions to time")
+    parser.add_argument("--compile", default="", help="also time the batched fp32 path with TEST.COMPILE this mode")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=0, help="untimed rounds of every step first")
     parser.add_argument("--seed", type=int, default=0)
@@ -174,8 +175,8 @@ def compare_reduced(results, reference, top: int = 100) -> dict:
 
 
 def build(args, device):
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.data.prompts import plan_detection_prompts
-    from maskrcnn_benchmark.engine.defaults import load_config
     from maskrcnn_benchmark.modeling.detector import build_detection_model
     from maskrcnn_benchmark.modeling.language_backbone.tokenizer import build_tokenizer, write_local_bpe_tokenizer
     from maskrcnn_benchmark.structures.image_list import ImageList
@@ -215,6 +216,9 @@ def steps(args) -> list[tuple[str, dict, bool]]:
            ("prefix_cached", dict(chunk_batch=1, precision="fp32"), False)]
     out += [(f"batched_{k}", dict(chunk_batch=k, precision="fp32"), False) for k in batches]
     out += [(f"{p}_{k}", dict(chunk_batch=k, precision=p), False) for p in precisions for k in batches[-1:]]
+    if args.compile:
+        out += [(f"compiled_{k}", dict(chunk_batch=k, precision="fp32", compile=args.compile), False)
+                for k in batches[-1:]]
     return out
 
 
@@ -233,7 +237,9 @@ def run_step(model, images, plans, keywords, cold, device):
     """One timed ``detect_prompts`` call; ``cold`` runs it with an empty text cache of its own."""
     from maskrcnn_benchmark.modeling.detector.chunked_prompts import TextPrefixCache
 
-    saved = model._text_cache
+    saved, saved_mode = model._text_cache, model.compile_mode
+    keywords = dict(keywords)
+    model.compile_mode = keywords.pop("compile", "")
     if cold:
         model._text_cache = TextPrefixCache()
     try:
@@ -246,7 +252,7 @@ def run_step(model, images, plans, keywords, cold, device):
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - start
     finally:
-        model._text_cache = saved
+        model._text_cache, model.compile_mode = saved, saved_mode
     return seconds, memory.peak, [r.to("cpu") for r in results]
 
 

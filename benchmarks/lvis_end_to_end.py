@@ -66,7 +66,7 @@ def write_data(args, root: Path) -> None:
 
 def tokenizer_opts(args, work: Path) -> list[str]:
     """A local BPE tokenizer unless the config names an existing tokenizer folder."""
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.modeling.language_backbone.tokenizer import write_local_bpe_tokenizer
 
     cfg = load_config(args.config_file, [])
@@ -78,7 +78,7 @@ def tokenizer_opts(args, work: Path) -> list[str]:
 def random_weight(args, work: Path, opts: list[str]) -> str:
     import torch
 
-    from maskrcnn_benchmark.engine.defaults import load_config
+    from maskrcnn_benchmark.config import load_config
     from maskrcnn_benchmark.modeling.detector import build_detection_model
 
     torch.manual_seed(0)

@@ -1,8 +1,10 @@
 // Device-independent driver of the modulated deformable convolution (DCNv2).
 //
 // Per image: sample the input at the deformed positions into a column buffer (im2col), then one batched matmul
-// per convolution group. The backward pass runs the same steps in reverse. Only the three sampling kernels are
-// device specific (cpu/deform_conv_cpu.cpp, cuda/deform_conv_cuda.cu).
+// per convolution group; on CUDA the forward pass does a block of images per launch and per GEMM, also in half
+// and bfloat16. The backward pass runs the same steps in reverse. Only the sampling kernels are device specific
+// (cpu/deform_conv_cpu.cpp, cuda/deform_conv_cuda.cu).
+#include <algorithm>
 #include <vector>
 
 #include "ops.h"
@@ -98,6 +100,31 @@ DcnGeometry make_geometry(const at::Tensor& input, const at::Tensor& weight, con
   return g;
 }
 
+#ifdef WITH_CUDA
+// Column buffer of the batched CUDA forward pass, in elements (1 GiB in float32): blocks of images are sampled
+// in one launch and multiplied in one batched GEMM; a larger batch is cut into blocks that fit.
+constexpr int64_t kColumnBudget = int64_t(1) << 28;
+
+void forward_batched_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                          const at::Tensor& weight_g, const DcnGeometry& g, at::Tensor& output) {
+  const int64_t batch = input.size(0);
+  const int64_t groups = weight_g.size(0);
+  const int64_t k = static_cast<int64_t>(g.kernel_h) * g.kernel_w;
+  const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
+  const int64_t per_image = g.channels * k * plane_out;
+  const int64_t fit = kColumnBudget / std::max<int64_t>(per_image, 1);
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(batch, fit));
+  at::Tensor columns = at::empty({block, g.channels * k, plane_out}, input.options());
+  for (int64_t first = 0; first < batch; first += block) {
+    const int64_t count = std::min(block, batch - first);
+    at::Tensor cols = columns.narrow(0, 0, count);
+    dcn_im2col_batched_cuda(input, offset, mask, first, count, g, cols);
+    at::Tensor out = output.narrow(0, first, count).view({count, groups, weight_g.size(1), plane_out});
+    at::matmul_out(out, weight_g, cols.view({count, groups, -1, plane_out}));
+  }
+}
+#endif
+
 }  // namespace
 
 at::Tensor modulated_deform_conv_forward(const at::Tensor& input_in, const at::Tensor& weight_in,
@@ -116,12 +143,20 @@ at::Tensor modulated_deform_conv_forward(const at::Tensor& input_in, const at::T
   const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
   const at::Tensor weight_g = weight_in.contiguous().view({groups, out_channels / groups, -1});
   at::Tensor output = at::empty({batch, out_channels, g.out_h, g.out_w}, input.options());
-  at::Tensor columns = at::empty({g.channels * k, plane_out}, input.options());
-  const at::Tensor columns_g = columns.view({groups, -1, plane_out});
-  for (int64_t b = 0; b < batch; ++b) {
-    im2col(input[b], offset[b], mask[b], g, columns);
-    at::Tensor out_b = output[b].view({groups, out_channels / groups, plane_out});
-    at::bmm_out(out_b, weight_g, columns_g);
+  if (input.is_cuda()) {
+#ifdef WITH_CUDA
+    forward_batched_cuda(input, offset, mask, weight_g, g, output);
+#else
+    TORCH_CHECK(false, "maskrcnn_benchmark._C was built without CUDA support");
+#endif
+  } else {
+    at::Tensor columns = at::empty({g.channels * k, plane_out}, input.options());
+    const at::Tensor columns_g = columns.view({groups, -1, plane_out});
+    for (int64_t b = 0; b < batch; ++b) {
+      im2col(input[b], offset[b], mask[b], g, columns);
+      at::Tensor out_b = output[b].view({groups, out_channels / groups, plane_out});
+      at::bmm_out(out_b, weight_g, columns_g);
+    }
   }
   if (bias.has_value() && bias->defined()) {
     output.add_(bias->view({1, out_channels, 1, 1}));

@@ -43,6 +43,10 @@ at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, const std
                     double iou_threshold, bool sort_ascending);
 void dcn_im2col_cuda(const at::Tensor& input_b, const at::Tensor& offset_b, const at::Tensor& mask_b,
                      const DcnGeometry& geom, at::Tensor& columns);
+// Forward sampling of images first..first+count-1 of contiguous input (B, C, H, W) / offset / mask into
+// columns (count, C*K, Ho*Wo), one launch; float, double, half and bfloat16 (coordinates in float for the last two).
+void dcn_im2col_batched_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                             int64_t first, int64_t count, const DcnGeometry& geom, at::Tensor& columns);
 void dcn_col2im_cuda(const at::Tensor& grad_columns, const at::Tensor& offset_b, const at::Tensor& mask_b,
                      const DcnGeometry& geom, at::Tensor& grad_input_b);
 void dcn_col2im_coord_cuda(const at::Tensor& grad_columns, const at::Tensor& input_b, const at::Tensor& offset_b,

@@ -1,6 +1,11 @@
 // CPU kernels of the modulated deformable convolution (DCNv2): im2col, col2im (grad of input) and the
 // gradient with respect to offsets and mask. One image at a time; the matmuls are done by the caller.
+// im2col computes each sampling point's neighbours and weights once for all channels (sample_table), which
+// makes the forward pass several times faster than sampling per channel on the DyHead's 256-channel maps.
 #include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "../ops.h"
 
@@ -8,23 +13,88 @@ namespace mrcnn {
 
 namespace {
 
+// One bilinear sample shared by every channel of a deformable group: the four neighbours' plane indices (0 for
+// a neighbour outside the image, whose weight is then 0), their bilinear weights and the modulation scalar.
+template <typename T>
+struct DcnSample {
+  int32_t index[4];
+  T weight[4];
+  T mask;
+};
+
+// The sample of every (deformable group, tap, output position), computed once instead of once per channel.
+// Weights are formed exactly as dcn_bilinear forms them, so the columns are bit-identical to a per-channel loop.
+template <typename T>
+void sample_table(const T* offset, const T* mask, const DcnGeometry& g, DcnSample<T>* table) {
+  const int kernel_size = g.kernel_h * g.kernel_w;
+  const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
+  at::parallel_for(0, static_cast<int64_t>(g.deformable_groups) * kernel_size, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t gt = begin; gt < end; ++gt) {
+      const int group = static_cast<int>(gt / kernel_size);
+      const int tap = static_cast<int>(gt % kernel_size);
+      for (int h = 0; h < g.out_h; ++h) {
+        for (int w = 0; w < g.out_w; ++w) {
+          DcnSample<T>& s = table[gt * plane_out + h * g.out_w + w];
+          T h_im, w_im;
+          dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &s.mask);
+          for (int i = 0; i < 4; ++i) {
+            s.index[i] = 0;
+            s.weight[i] = T(0);
+          }
+          if (!dcn_in_range(h_im, w_im, g.height, g.width)) {
+            continue;
+          }
+          const int h_low = static_cast<int>(floor(h_im));
+          const int w_low = static_cast<int>(floor(w_im));
+          const T lh = h_im - T(h_low);
+          const T lw = w_im - T(w_low);
+          const T hh = T(1) - lh;
+          const T hw = T(1) - lw;
+          const bool ok[4] = {h_low >= 0 && w_low >= 0, h_low >= 0 && w_low + 1 < g.width,
+                              h_low + 1 < g.height && w_low >= 0, h_low + 1 < g.height && w_low + 1 < g.width};
+          const int at[4] = {h_low * g.width + w_low, h_low * g.width + w_low + 1, (h_low + 1) * g.width + w_low,
+                             (h_low + 1) * g.width + w_low + 1};
+          const T weight[4] = {hh * hw, hh * lw, lh * hw, lh * lw};
+          for (int i = 0; i < 4; ++i) {
+            if (ok[i]) {
+              s.index[i] = at[i];
+              s.weight[i] = weight[i];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Columns from the sample table. Blocks of channels run in parallel; inside a block, a stretch of the table
+// that fits in L1 is applied to every channel of the block before moving on.
 template <typename T>
 void im2col_impl(const T* input, const T* offset, const T* mask, const DcnGeometry& g, T* columns) {
-  const int kernel_size = g.kernel_h * g.kernel_w;
-  const int plane_in = g.height * g.width;
-  const int plane_out = g.out_h * g.out_w;
+  constexpr int64_t kChannelBlock = 8;
+  constexpr int64_t kTableBlock = 512;
+  const int64_t kernel_size = static_cast<int64_t>(g.kernel_h) * g.kernel_w;
+  const int64_t plane_in = static_cast<int64_t>(g.height) * g.width;
+  const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
+  const int64_t group_entries = kernel_size * plane_out;
   const int channels_per_group = g.channels / g.deformable_groups;
-  at::parallel_for(0, g.channels, 1, [&](int64_t c_begin, int64_t c_end) {
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      const int group = static_cast<int>(c) / channels_per_group;
-      const T* im = input + c * plane_in;
-      for (int tap = 0; tap < kernel_size; ++tap) {
-        T* col = columns + (c * kernel_size + tap) * static_cast<int64_t>(plane_out);
-        for (int h = 0; h < g.out_h; ++h) {
-          for (int w = 0; w < g.out_w; ++w) {
-            T h_im, w_im, m;
-            dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &m);
-            col[h * g.out_w + w] = m * dcn_bilinear(im, g.height, g.width, h_im, w_im);
+  std::vector<DcnSample<T>> table(static_cast<size_t>(g.deformable_groups * group_entries));
+  sample_table(offset, mask, g, table.data());
+  const int64_t blocks = (g.channels + kChannelBlock - 1) / kChannelBlock;
+  at::parallel_for(0, blocks, 1, [&](int64_t block_begin, int64_t block_end) {
+    for (int64_t block = block_begin; block < block_end; ++block) {
+      const int64_t c_begin = block * kChannelBlock;
+      const int64_t c_end = std::min<int64_t>(c_begin + kChannelBlock, g.channels);
+      for (int64_t e_begin = 0; e_begin < group_entries; e_begin += kTableBlock) {
+        const int64_t e_end = std::min(e_begin + kTableBlock, group_entries);
+        for (int64_t c = c_begin; c < c_end; ++c) {
+          const T* im = input + c * plane_in;
+          const DcnSample<T>* samples = table.data() + (c / channels_per_group) * group_entries;
+          T* col = columns + c * group_entries;  // rows c*K .. c*K+K-1, each plane_out long: entry = tap*P + pos
+          for (int64_t e = e_begin; e < e_end; ++e) {
+            const DcnSample<T>& s = samples[e];
+            col[e] = s.mask * (s.weight[0] * im[s.index[0]] + s.weight[1] * im[s.index[1]] +
+                               s.weight[2] * im[s.index[2]] + s.weight[3] * im[s.index[3]]);
           }
         }
       }

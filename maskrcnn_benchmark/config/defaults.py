@@ -294,6 +294,8 @@ _C.TEST.CHUNK_BATCH = 0  # [added] prompt chunks run together as one batch after
 #                          many as fit in half the free memory, at most 8 on a CPU); detector detect_prompts
 _C.TEST.PRECISION = "fp32"  # [added] inference precision: "fp32" (strict), "tf32" (CUDA TF32 matmuls), "bf16" or
 #                             "fp16" (autocast; sensitive parts stay fp32); detector detect_prompts, Predictor
+_C.TEST.COMPILE = ""  # [added] torch.compile mode for the backbone passes of detect_prompts: "" (off), "default",
+#                        "reduce-overhead" (CUDA graphs) or "max-autotune"; detector detect_prompts
 
 # ----------------------------------------------------------------------------------------------------------------
 # Misc

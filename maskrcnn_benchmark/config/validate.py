@@ -136,6 +136,9 @@ def _check_data_and_solver(cfg, problems: list[str]) -> None:
     if cfg.DATASETS.FEW_SHOT_SUBSET not in ("seeded", "upstream"):
         problems.append("DATASETS.FEW_SHOT_SUBSET must be 'seeded' or 'upstream', got "
                         f"{cfg.DATASETS.FEW_SHOT_SUBSET!r}")
+    if cfg.TEST.COMPILE not in ("", "default", "reduce-overhead", "max-autotune"):
+        problems.append(f"TEST.COMPILE must be '', 'default', 'reduce-overhead' or 'max-autotune', got "
+                        f"{cfg.TEST.COMPILE!r}")
     if cfg.DATASETS.FLICKR_GT_TYPE not in ("separate", "merged"):
         problems.append(f"DATASETS.FLICKR_GT_TYPE must be 'separate' or 'merged', got {cfg.DATASETS.FLICKR_GT_TYPE!r}")
 
@@ -146,8 +149,8 @@ def validate_config(cfg) -> None:
     Checks include: one anchor size per anchor stride with FPN; MAX_QUERY_LEN > 0 and within the position
     table; Swin stage widths/heads consistent; FUSION_VERSION in {v2, v3} for the fusion backbone and enough text
     layers for the fused blocks; unimplemented upstream options not switched on; value ranges of probabilities,
-    optimizer/warm-up names, EMA decay, batch sizes, TEST.EVAL_TASK, TEST.CHUNKED_EVALUATION, TEST.CHUNK_BATCH
-    and TEST.PRECISION.
+    optimizer/warm-up names, EMA decay, batch sizes, TEST.EVAL_TASK, TEST.CHUNKED_EVALUATION, TEST.CHUNK_BATCH,
+    TEST.PRECISION and TEST.COMPILE.
 
     Args:
         cfg: a merged config (frozen or not; it is not modified).

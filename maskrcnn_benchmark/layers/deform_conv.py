@@ -19,14 +19,25 @@ count, are rejected with a ``ValueError``.
 
 Implementations (``impl=``): "compiled" (``maskrcnn_benchmark._C``, CPU and CUDA, forward and backward),
 "torch" (``torchvision.ops.deform_conv2d(..., mask=...)``, or a pure-torch gather implementation when
-torchvision is missing) and "auto". Like upstream's ``custom_fwd(cast_inputs=float32)``, the op runs in
-float32 under autocast (returning float32); float16/bfloat16 inputs outside autocast are computed in float32
-and the result cast back.
+torchvision is missing) and "auto": on a CPU the compiled kernel when built (its forward pass samples each
+point once for all channels: several times faster than torchvision on the DyHead's maps, see
+benchmarks/results/); on CUDA the faster of compiled and torchvision, measured on the first call per device
+and dtype (:func:`measured_impl`; the compiled forward samples a block of images per launch).
+
+Precision: like upstream's ``custom_fwd(cast_inputs=float32)``, the op runs in float32 under autocast
+(returning float32); float16/bfloat16 inputs outside autocast are computed in float32 and the result cast
+back. The one exception is inference in ``TEST.PRECISION`` bf16 / fp16 (:func:`reduced_precision_dcn`): on
+CUDA the compiled kernel then runs in the autocast dtype, with the sampling coordinates, bilinear weights and
+interpolation in float32 (only the features and the GEMM are in 16 bits).
 """
 
 import contextlib
+import contextvars
 import logging
 import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -36,7 +47,7 @@ from . import _ext
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModulatedDeformConv", "modulated_deform_conv"]
+__all__ = ["ModulatedDeformConv", "modulated_deform_conv", "reduced_precision_dcn", "measured_impl"]
 
 try:
     from torchvision.ops import deform_conv2d as _tv_deform_conv2d
@@ -44,6 +55,65 @@ except ImportError:  # torchvision is optional for this op
     _tv_deform_conv2d = None
 
 IntPair = int | tuple[int, int]
+
+_REDUCED_PRECISION = contextvars.ContextVar("dcn_reduced_precision", default=False)
+_MEASURED: dict[tuple[str, torch.dtype], str] = {}
+_MEASURE_REPEATS = 3
+
+
+@contextlib.contextmanager
+def reduced_precision_dcn(enabled: bool = True) -> Iterator[None]:
+    """Let the compiled CUDA kernel run in the autocast dtype (float16 / bfloat16) inside this block.
+
+    ``GeneralizedVLRCNN.detect_prompts`` enters it for ``TEST.PRECISION`` bf16 / fp16. Outside it (training with
+    AMP, fp32 inference) the op keeps upstream's float32.
+    """
+    token = _REDUCED_PRECISION.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _REDUCED_PRECISION.reset(token)
+
+
+def _time_call(call: Callable[[], torch.Tensor], device: torch.device) -> float:
+    """Median seconds of a few calls after a warm-up, synchronising a CUDA device around each."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    with torch.no_grad():
+        call()
+        samples = []
+        for _ in range(_MEASURE_REPEATS):
+            sync()
+            start = time.perf_counter()
+            call()
+            sync()
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def measured_impl(device: torch.device, dtype: torch.dtype, candidates: Sequence[str],
+                  run: Callable[[str], torch.Tensor], timer: Callable = _time_call) -> str:
+    """The fastest of ``candidates`` for (device, dtype), timed once on the first call and then remembered.
+
+    Args:
+        device, dtype: what the choice is remembered for.
+        candidates: implementation names (the first one wins ties and single-candidate lists).
+        run: runs the current call with the named implementation.
+        timer: ``timer(call, device) -> seconds`` (tests inject a fake one).
+    """
+    key = (str(device), dtype)
+    if key not in _MEASURED:
+        if len(candidates) == 1:
+            _MEASURED[key] = candidates[0]
+        else:
+            seconds = {name: timer(lambda name=name: run(name), device) for name in candidates}
+            _MEASURED[key] = min(candidates, key=lambda name: seconds[name])
+            logger.info("modulated_deform_conv on %s (%s): %s chosen by measurement (%s)", device, dtype,
+                        _MEASURED[key], ", ".join(f"{n} {1000 * t:.3f} ms" for n, t in seconds.items()))
+    return _MEASURED[key]
 
 
 def _pair(value: IntPair, name: str) -> tuple[int, int]:
@@ -227,14 +297,29 @@ def modulated_deform_conv(
 
     device_type = input.device.type
     autocast = torch.is_autocast_enabled(device_type) if device_type in ("cpu", "cuda") else False
-    out_dtype = torch.float32 if autocast else input.dtype
-    compute_dtype = torch.float32 if (autocast or input.dtype in (torch.float16, torch.bfloat16)) else input.dtype
+    path = "native" if impl == "native" else _ext.select_impl("modulated_deform_conv", impl, input.device)
+    compute_dtype = _compute_dtype(input.dtype, device_type, autocast, path)
+    out_dtype = compute_dtype if autocast else input.dtype
     input, offset, mask, weight = (t.to(compute_dtype) for t in (input, offset, mask, weight))
     bias = None if bias is None else bias.to(compute_dtype)
-    path = "native" if impl == "native" else _ext.select_impl("modulated_deform_conv", impl, input.device)
+    args = (stride, padding, dilation, groups, deformable_groups)
+    if impl == "auto" and path == "compiled" and device_type == "cuda":
+        candidates = ["compiled", "torch"] if _tv_deform_conv2d is not None and compute_dtype == torch.float32 \
+            else ["compiled"]
+        path = measured_impl(input.device, compute_dtype, candidates,
+                             lambda name: _run(name, input, offset, mask, weight, bias, *args))
     with torch.autocast(device_type=device_type, enabled=False) if autocast else contextlib.nullcontext():
-        out = _run(path, input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups)
+        out = _run(path, input, offset, mask, weight, bias, *args)
     return out if out.dtype == out_dtype else out.to(out_dtype)
+
+
+def _compute_dtype(dtype: torch.dtype, device_type: str, autocast: bool, path: str) -> torch.dtype:
+    """float32 (upstream's custom_fwd), except the autocast dtype inside :func:`reduced_precision_dcn` on CUDA."""
+    if autocast and _REDUCED_PRECISION.get() and device_type == "cuda" and path == "compiled":
+        return torch.get_autocast_dtype("cuda")
+    if autocast or dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return dtype
 
 
 class ModulatedDeformConv(nn.Module):

@@ -263,3 +263,90 @@ def test_cuda_kernels_match_cpu(require_compiled_cuda, finer, dtype):
     for key in (("cuda", "compiled"), ("cuda", "torch")):
         for got, want in zip(results[key], results[("cpu", "compiled")]):
             torch.testing.assert_close(got, want, **tol)
+
+
+def test_compiled_forward_on_dyhead_shapes_equals_the_per_channel_loop(require_compiled):
+    """The compiled CPU forward samples each point once for all channels; results equal torchvision's
+    per-channel sampling in float32 and the slow reference in float64, with finer-level offsets too."""
+    for stride, offset_hw in ((1, None), (2, None), (1, (13, 21))):
+        config = (3, 64, 13 if offset_hw is None else 7, 21 if offset_hw is None else 11, 32, (3, 3),
+                  (stride, stride), (1, 1), (1, 1), 1, 1, True)
+        (x, offset, mask, weight, bias), kwargs = make_inputs(config, seed=11, dtype=torch.float32,
+                                                              offset_hw=offset_hw, offset_scale=4.0)
+        compiled = modulated_deform_conv(x, offset, mask, weight, bias, impl="compiled", **kwargs)
+        torch_path = modulated_deform_conv(x, offset, mask, weight, bias, impl="torch", **kwargs)
+        torch.testing.assert_close(compiled, torch_path, rtol=1e-5, atol=1e-4)
+        doubles = [t.double() for t in (x, offset, mask, weight, bias)]
+        expected = reference_dcn(*doubles, kwargs["stride"], kwargs["padding"], kwargs["dilation"], 1, 1) \
+            if offset_hw is None else modulated_deform_conv(*doubles, impl="native", **kwargs)
+        torch.testing.assert_close(modulated_deform_conv(*doubles, impl="compiled", **kwargs), expected,
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_reduced_precision_switch_keeps_float32_on_cpu(dcn_impl):
+    from maskrcnn_benchmark.layers.deform_conv import reduced_precision_dcn
+
+    (x, offset, mask, weight, bias), kwargs = make_inputs(CONFIGS["basic"], seed=6, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16), reduced_precision_dcn():
+        out = modulated_deform_conv(x, offset, mask, weight, bias, impl=dcn_impl, **kwargs)
+    assert out.dtype == torch.float32  # the 16-bit kernel is CUDA only; a CPU keeps upstream's float32
+
+
+def test_measured_impl_picks_the_fastest_once(monkeypatch):
+    from maskrcnn_benchmark.layers import deform_conv
+
+    monkeypatch.setattr(deform_conv, "_MEASURED", {})
+    timed, ran = [], []
+
+    def timer(call, device):
+        call()
+        timed.append(ran[-1])
+        return {"compiled": 2.0, "torch": 1.0}[ran[-1]]
+
+    def run(name):
+        ran.append(name)
+
+    device = torch.device("cpu")
+    assert deform_conv.measured_impl(device, torch.float32, ["compiled", "torch"], run, timer) == "torch"
+    assert deform_conv.measured_impl(device, torch.float32, ["compiled", "torch"], run, timer) == "torch"
+    assert timed == ["compiled", "torch"]  # measured once per (device, dtype)
+    assert deform_conv.measured_impl(device, torch.float16, ["compiled"], run, timer) == "compiled"
+    assert timed == ["compiled", "torch"]  # a single candidate needs no timing
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_reduced_precision_kernel(require_compiled_cuda, dtype):
+    """Inside reduced_precision_dcn the compiled CUDA forward runs in the autocast dtype (coordinates in
+    float32), batched over images; it stays close to float32 and keeps the finer-level offset quirk."""
+    from maskrcnn_benchmark.layers.deform_conv import reduced_precision_dcn
+
+    for offset_hw, stride in ((None, 1), ((26, 42), 1), (None, 2)):
+        config = (5, 64, 13 if offset_hw else 26, 21 if offset_hw else 42, 64, (3, 3), (stride, stride), (1, 1),
+                  (1, 1), 1, 1, True)
+        tensors, kwargs = make_inputs(config, seed=3, dtype=torch.float32, offset_hw=offset_hw, offset_scale=3.0)
+        cuda = [t.cuda() for t in tensors]
+        reference = modulated_deform_conv(*cuda, impl="compiled", **kwargs)
+        with torch.no_grad(), torch.autocast("cuda", dtype=dtype), reduced_precision_dcn():
+            low = modulated_deform_conv(*cuda, impl="compiled", **kwargs)
+        assert low.dtype == dtype
+        scale = reference.abs().max()
+        assert (low.float() - reference).abs().max() <= (2e-2 if dtype == torch.bfloat16 else 4e-3) * scale
+        with torch.no_grad(), torch.autocast("cuda", dtype=dtype):  # outside the switch: upstream's float32
+            assert modulated_deform_conv(*cuda, impl="compiled", **kwargs).dtype == torch.float32
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
+def test_cuda_batched_forward_equals_one_image_at_a_time(require_compiled_cuda):
+    config = (7, 32, 20, 30, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, 1, True)
+    tensors, kwargs = make_inputs(config, seed=4, dtype=torch.float32, offset_scale=3.0)
+    cuda = [t.cuda() for t in tensors]
+    batched = modulated_deform_conv(*cuda, impl="compiled", **kwargs)
+    x, offset, mask, weight, bias = cuda
+    singles = torch.cat([modulated_deform_conv(x[i:i + 1], offset[i:i + 1], mask[i:i + 1], weight, bias,
+                                               impl="compiled", **kwargs) for i in range(7)])
+    torch.testing.assert_close(batched, singles, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batched.cpu(), modulated_deform_conv(*tensors, impl="compiled", **kwargs),
+                               rtol=1e-4, atol=1e-4)

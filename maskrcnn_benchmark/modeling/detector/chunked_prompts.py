@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 
+from maskrcnn_benchmark.layers.deform_conv import reduced_precision_dcn
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.structures.boxlist_ops import cat_boxlist
 
@@ -52,10 +53,13 @@ def precision_context(precision: str, device: torch.device) -> Iterator[None]:
 
     * ``fp32``: float32; on CUDA with TF32 matmuls and cuDNN convolutions switched off (strict float32).
     * ``tf32``: float32 with TF32 allowed (CUDA only; the same as ``fp32`` on a CPU).
-    * ``bf16`` / ``fp16``: ``torch.autocast`` to that dtype. Kept in float32 (and named where they are): the
-      deformable convolutions (upstream's ``custom_fwd(cast_inputs=float32)``, layers/deform_conv.py), layer
-      and group norms, softmax and the losses (autocast's own float32 list), the head's text projection, box
-      deltas and token logits (modeling/rpn/vl_head.py) and the post-processing (modeling/rpn/inference.py).
+    * ``bf16`` / ``fp16``: ``torch.autocast`` to that dtype. Kept in float32 (and named where they are): layer
+      and group norms (autocast's own float32 list), the head's text projection, box deltas and token logits
+      (modeling/rpn/vl_head.py) and the post-processing (modeling/rpn/inference.py); attention goes through
+      ``scaled_dot_product_attention``, whose softmax accumulates in float32. The
+      deformable convolutions keep upstream's float32 on a CPU; on CUDA the compiled kernel runs them in the
+      16-bit dtype with float32 sampling coordinates and interpolation (layers/deform_conv.py
+      ``reduced_precision_dcn``).
 
     The previous TF32 switches are restored on exit.
     """
@@ -69,7 +73,10 @@ def precision_context(precision: str, device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32 = tf32
     dtype = _AUTOCAST_DTYPES.get(precision)
     try:
-        with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
+        if dtype is None:
+            yield
+            return
+        with torch.autocast(device.type, dtype=dtype), reduced_precision_dcn(True):
             yield
     finally:
         if saved is not None:

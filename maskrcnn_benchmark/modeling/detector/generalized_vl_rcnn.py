@@ -6,7 +6,7 @@ training, one ``BoxList`` per image at test. State-dict prefixes are upstream's:
 """
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -78,6 +78,8 @@ class GeneralizedVLRCNN(nn.Module):
         if self.precision not in PRECISIONS:
             raise ValueError(f"TEST.PRECISION must be one of {PRECISIONS}, got {self.precision!r}")
         self.head_channels = int(cfg.MODEL.DYHEAD.CHANNELS)
+        self.compile_mode = str(cfg.TEST.COMPILE)
+        self._compiled: dict[str, Callable] = {}
         self._tokenizer = None
         self._text_cache = TextPrefixCache()
         self.fusion_backbone = build_fusion_backbone(cfg)
@@ -210,17 +212,31 @@ class GeneralizedVLRCNN(nn.Module):
             element = 2 if precision in ("bf16", "fp16") else 4
             per_sample = sample_bytes(tuple(images.tensors.shape[-2:]), self.head_channels, element)
             chunk_batch = auto_chunk_batch(len(captions), num_images, per_sample, device)
-        image_prefix = self.fusion_backbone.forward_image_prefix(images)
+        image_prefix = self._backbone_step("forward_image_prefix")(images.tensors)
         texts = [self._text_cache.get(self, caption, device, precision) for caption in captions]
         results: list[list[BoxList]] = []
         for start in range(0, len(captions), chunk_batch):
             group = slice(start, start + chunk_batch)
             text = TextPrefix.stack(texts[group], num_images)
             prefix = image_prefix.tile(text.batch_size // num_images)
-            features, language_dict = self.fusion_backbone.forward_from_prefix(prefix, text)
+            features, language_dict = self._backbone_step("forward_from_prefix")(prefix, text)
             results += self.rpn.detect_per_prompt(images.image_sizes, features, language_dict, label_maps[group],
                                                   num_slots)
         return results
+
+    def _backbone_step(self, name: str) -> Callable:
+        """A fusion-backbone method, compiled with ``torch.compile`` when ``TEST.COMPILE`` names a mode.
+
+        Only the image prefix and the caption-dependent backbone pass are compiled (transformer blocks, no
+        custom kernels); the DyHead's deformable convolutions are compiled ops that torch.compile cannot trace.
+        """
+        method = getattr(self.fusion_backbone, name)
+        if not self.compile_mode:
+            return method
+        if name not in self._compiled:
+            self._compiled[name] = torch.compile(method, mode=None if self.compile_mode == "default"
+                                                 else self.compile_mode)
+        return self._compiled[name]
 
     # --------------------------------------------------------------------------------------------- freezing
     def train(self, mode: bool = True) -> "GeneralizedVLRCNN":
