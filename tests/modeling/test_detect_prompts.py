@@ -249,3 +249,21 @@ def test_cuda_paths_agree_and_precisions(bpe_tokenizer_dir, bpe_tokenizer):
             top = ref[torch.argsort(ref.get_field("scores"), descending=True)[:20]]
             found, diffs = _match_scores(result, top)
             assert found >= 0.9 and diffs.max().item() <= BF16_SCORE_ATOL, precision
+
+
+def test_compile_flag_routes_the_backbone_passes_through_torch_compile(bpe_tokenizer_dir, bpe_tokenizer,
+                                                                       monkeypatch):
+    compiled = []
+
+    def fake_compile(fn, mode=None):
+        compiled.append((fn.__name__, mode))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = _model(bpe_tokenizer_dir, "TEST.COMPILE", "reduce-overhead")
+    plans = _plans(bpe_tokenizer)
+    images = _images()
+    _assert_same(model.detect_prompts(images, plans), model.detect_prompts(images, plans, reuse_prefix=False))
+    assert sorted(compiled) == [("forward_from_prefix", "reduce-overhead"), ("forward_image_prefix", "reduce-overhead")]
+    with pytest.raises(ValueError, match="TEST.COMPILE"):
+        _model(bpe_tokenizer_dir, "TEST.COMPILE", "fastest")

@@ -28,7 +28,7 @@ from maskrcnn_benchmark.layers.deform_conv import reduced_precision_dcn
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.structures.boxlist_ops import cat_boxlist
 
-__all__ = ["PRECISIONS", "precision_context", "TextPrefixCache", "auto_chunk_batch", "sample_bytes",
+__all__ = ["PRECISIONS", "COMPILE_MODES", "precision_context", "TextPrefixCache", "auto_chunk_batch", "sample_bytes",
            "merge_per_image"]
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 #: or float16 (the numerically sensitive parts stay float32, see :func:`precision_context`).
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: TEST.COMPILE values: off, or a torch.compile mode for the backbone passes of detect_prompts.
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")
 
 # Fraction of the free memory that automatic chunk batching may fill, and the most chunks it batches on a CPU
 # (where batching saves little and memory is shared with the data loader).

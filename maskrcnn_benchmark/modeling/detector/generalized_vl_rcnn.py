@@ -20,6 +20,7 @@ from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.structures.image_list import ImageList, to_image_list
 
 from .chunked_prompts import (
+    COMPILE_MODES,
     PRECISIONS,
     TextPrefixCache,
     auto_chunk_batch,
@@ -79,6 +80,8 @@ class GeneralizedVLRCNN(nn.Module):
             raise ValueError(f"TEST.PRECISION must be one of {PRECISIONS}, got {self.precision!r}")
         self.head_channels = int(cfg.MODEL.DYHEAD.CHANNELS)
         self.compile_mode = str(cfg.TEST.COMPILE)
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"TEST.COMPILE must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         self._compiled: dict[str, Callable] = {}
         self._tokenizer = None
         self._text_cache = TextPrefixCache()
