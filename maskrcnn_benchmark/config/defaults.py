@@ -220,7 +220,9 @@ _C.DATASETS.DISABLE_CLIP_TO_IMAGE = False  # skip clipping GT boxes to the image
 # DATALOADER
 # ----------------------------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()
-_C.DATALOADER.NUM_WORKERS = 4  # DataLoader worker processes; data/build
+# DataLoader worker processes per process, capped by the CPUs available to that process
+# (os.sched_getaffinity; a log line says when it caps); 0 = load in the main process; data/build
+_C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.SIZE_DIVISIBILITY = 0  # pad batches to a multiple of this (FIBER: 32, needed by Swin); collate
 _C.DATALOADER.ASPECT_RATIO_GROUPING = True  # batch portrait and landscape images separately; data/build
 
@@ -283,9 +285,12 @@ _C.TEST.CHUNKED_EVALUATION = -1  # class names per prompt chunk for long class l
 #                                  engine/inference, data/prompts
 _C.TEST.MDETR_STYLE_AGGREGATE_CLASS_NUM = -1  # > 0: score K = this many label slots from the positive map (LVIS:
 #                                               3000, Flickr: 100); -1: K = DYHEAD.NUM_CLASSES - 1; rpn/inference
-_C.TEST.COCO_EVAL_BACKEND = "pycocotools"  # [added] COCO AP backend: "pycocotools" or "faster" (faster-coco-eval,
-#                                           same numbers); data/evaluation
-_C.TEST.LVIS_EVAL_BACKEND = "lvis"  # [added] LVIS AP backend: "lvis" (lvis-api) or "faster"; data/evaluation
+# [added] COCO / ODinW box AP back end: "faster" (faster-coco-eval; the same numbers, several times faster) or
+# "pycocotools" (upstream's, the reference); the metrics and tables name the one used; data/evaluation
+_C.TEST.COCO_EVAL_BACKEND = "faster"
+# [added] LVIS AP back end: "faster" (faster-coco-eval's LVIS mode; equal to 1e-4) or "lvis" (the lvis package,
+# upstream's, the reference); data/evaluation
+_C.TEST.LVIS_EVAL_BACKEND = "faster"
 _C.TEST.USE_EMA_WEIGHTS = False  # [added] evaluate the checkpoint's "model_ema" weights instead of "model";
 #                                  utils/checkpoint, tools
 _C.TEST.REUSE_IMAGE_PREFIX = True  # [added] chunked prompts: run the caption-independent image prefix once per

@@ -133,6 +133,10 @@ def _check_data_and_solver(cfg, problems: list[str]) -> None:
         problems.append(f"TEST.CHUNK_BATCH must be >= 0 (0: from the free memory), got {cfg.TEST.CHUNK_BATCH}")
     if cfg.TEST.PRECISION not in ("fp32", "tf32", "bf16", "fp16"):
         problems.append(f"TEST.PRECISION must be 'fp32', 'tf32', 'bf16' or 'fp16', got {cfg.TEST.PRECISION!r}")
+    if cfg.TEST.COCO_EVAL_BACKEND not in ("faster", "pycocotools"):
+        problems.append(f"TEST.COCO_EVAL_BACKEND must be 'faster' or 'pycocotools', got {cfg.TEST.COCO_EVAL_BACKEND!r}")
+    if cfg.TEST.LVIS_EVAL_BACKEND not in ("faster", "lvis"):
+        problems.append(f"TEST.LVIS_EVAL_BACKEND must be 'faster' or 'lvis', got {cfg.TEST.LVIS_EVAL_BACKEND!r}")
     if cfg.DATASETS.FEW_SHOT_SUBSET not in ("seeded", "upstream"):
         problems.append("DATASETS.FEW_SHOT_SUBSET must be 'seeded' or 'upstream', got "
                         f"{cfg.DATASETS.FEW_SHOT_SUBSET!r}")

@@ -43,6 +43,8 @@ __all__ = [
     "data_seed",
     "copies_for",
     "padded_size_groups",
+    "available_cpus",
+    "capped_num_workers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,33 @@ _TOKENIZER_FACTORIES = {
     "ModulatedDataset", "FlickrDataset", "RefExpDataset", "MixedDataset",
 }
 _DETECTION_FACTORIES = {"COCODataset", "CocoGrounding", "LvisDetection", "Objects365Grounding"}
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under taskset / a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+_CAP_LOGGED: set = set()
+
+
+def capped_num_workers(requested: int, cpus: int | None = None) -> int:
+    """``DATALOADER.NUM_WORKERS`` capped by the CPUs available to the process (logged once per value).
+
+    More workers than CPUs only oversubscribe the machine (torch warns about it); 0 stays 0 (load in the main
+    process).
+    """
+    if requested < 0:
+        raise ValueError(f"DATALOADER.NUM_WORKERS must be >= 0, got {requested}")
+    cpus = available_cpus() if cpus is None else cpus
+    if requested <= cpus:
+        return requested
+    if (requested, cpus) not in _CAP_LOGGED:
+        _CAP_LOGGED.add((requested, cpus))
+        logger.info("DATALOADER.NUM_WORKERS %d capped to %d: this process may use %d CPU(s)", requested, cpus, cpus)
+    return cpus
 
 
 def _world() -> tuple:
@@ -318,7 +347,7 @@ def make_data_loader(
         per_gpu = _per_process(int(cfg.TEST.IMS_PER_BATCH), world, "TEST.IMS_PER_BATCH")
     datasets = build_datasets(cfg, is_train)
     collator = BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY)
-    num_workers = int(cfg.DATALOADER.NUM_WORKERS)
+    num_workers = capped_num_workers(int(cfg.DATALOADER.NUM_WORKERS))
     if num_workers > 0:
         # the datasets tokenize in forked workers; HF tokenizers would otherwise warn and disable themselves
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -83,11 +83,14 @@ def summarize_results(results: dict[str, dict[str, Any]], odinw_tasks: Sequence[
 
 
 def _summary_table(summary: dict[str, Any]) -> str:
-    lines = [f"{'task':<60} {'dataset':<32} primary metric", "-" * 110]
+    from maskrcnn_benchmark.data.evaluation.coco import backend_label
+
+    lines = [f"{'task':<60} {'dataset':<32} {'primary metric':<15} scored with", "-" * 124]
     for task, datasets in summary["tasks"].items():
         for name, metrics in datasets.items():
             value = primary_metric(metrics)
-            lines.append(f"{task:<60} {name:<32} {'n/a' if value is None else f'{value:.4f}'}")
+            scorer = backend_label(metrics.get("backend") if isinstance(metrics, dict) else None) or "-"
+            lines.append(f"{task:<60} {name:<32} {'n/a' if value is None else f'{value:.4f}':<15} {scorer}")
     if "odinw_average_AP" in summary:
         value = summary["odinw_average_AP"]
         lines.append(f"ODinW average AP over {summary['odinw_num_tasks']} data set(s): "

@@ -185,6 +185,19 @@ def _headline(results: dict[str, Any]) -> float | None:
     return None
 
 
+def _scorer_notes(results: dict[str, Any]) -> list[str]:
+    """"metrics scored with <package>" for every evaluation back end that produced a number of one run."""
+    from maskrcnn_benchmark.data.evaluation.coco import backend_label
+
+    found = []
+    for key in ("best_test", "final", "best_val"):
+        for metrics in results.get(key, {}).values():
+            label = backend_label(metrics.get("backend")) if isinstance(metrics, dict) else None
+            if label and f"metrics scored with {label}" not in found:
+                found.append(f"metrics scored with {label}")
+    return found
+
+
 def _results_table(table: dict[str, dict[str, float | None]], task_means: dict[str, float | None],
                    overall: float | None, notes: Sequence[str] = ()) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
@@ -217,6 +230,9 @@ def run_finetune(config_file: str, opts: Sequence[str], tasks: list[str], shot_e
                 if note not in notes:
                     notes.append(note)
             results = _run_one(cfg, options, distributed, device)
+            for note in _scorer_notes(results):
+                if note not in notes:
+                    notes.append(note)
             all_results.setdefault(task, {})[run] = results
             table.setdefault(task, {})[run] = _headline(results)
     task_means = {}

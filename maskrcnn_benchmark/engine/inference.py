@@ -316,10 +316,18 @@ def inference(
     metrics = evaluator.evaluate()
     metrics = broadcast_object(metrics)
     if output_folder and is_main_process():
-        table = format_metrics_table(_scalars(metrics), title=f"{dataset_name} ({task})")
+        table = format_metrics_table(_scalars(metrics), title=_table_title(dataset_name, task, metrics))
         atomic_write_text(os.path.join(output_folder, "metrics.txt"), table + "\n")
         logger.info("\n%s", table)
     return metrics
+
+
+def _table_title(dataset_name: str, task: str, metrics: Mapping[str, Any]) -> str:
+    """``"<data set> (<task>)"``, plus the evaluation back end that produced the numbers when there is one."""
+    from maskrcnn_benchmark.data.evaluation.coco import backend_label
+
+    label = backend_label(metrics.get("backend"))
+    return f"{dataset_name} ({task}" + (f"; scored with {label})" if label else ")")
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -260,3 +260,22 @@ def test_size_buckets_make_batched_eval_equal_to_one_image_at_a_time(data_cfg, b
         assert len(single) > 0 and single.get_field("labels").tolist() == batched.get_field("labels").tolist()
         torch.testing.assert_close(batched.get_field("scores"), single.get_field("scores"), rtol=0, atol=1e-5)
         torch.testing.assert_close(batched.bbox, single.bbox, rtol=0, atol=1e-3)
+
+
+def test_num_workers_capped_by_available_cpus(data_cfg, monkeypatch, caplog):
+    import logging
+
+    from maskrcnn_benchmark.data import build
+
+    assert build.capped_num_workers(4, cpus=2) == 2
+    assert build.capped_num_workers(2, cpus=2) == 2 and build.capped_num_workers(0, cpus=2) == 0
+    with pytest.raises(ValueError, match="NUM_WORKERS must be >= 0"):
+        build.capped_num_workers(-1, cpus=2)
+    assert 1 <= build.available_cpus() <= (os.cpu_count() or 1)
+    monkeypatch.setattr(build, "available_cpus", lambda: 1)
+    data_cfg.DATASETS.TEST = ("coco_2017_val",)
+    data_cfg.DATALOADER.NUM_WORKERS = 7
+    with caplog.at_level(logging.INFO, logger="maskrcnn_benchmark.data.build"):
+        (loader,) = make_data_loader(data_cfg, is_train=False)
+    assert loader.num_workers == 1
+    assert "DATALOADER.NUM_WORKERS 7 capped to 1" in caplog.text

@@ -195,3 +195,19 @@ def test_evaluator_errors_reach_the_caller(bpe_tokenizer):
     with pytest.raises(KeyError, match="image 0"):
         inference(RecordingModel(bpe_tokenizer), Loader(batches, Dataset(3, ["cat"])), "x", device="cpu",
                   cfg=_cfg(), evaluator=Failing())
+
+
+def test_tables_name_the_evaluation_back_end():
+    from maskrcnn_benchmark.engine.evaluate import _summary_table
+    from maskrcnn_benchmark.engine.inference import _table_title
+
+    assert _table_title("coco_2017_val", "detection", {"AP": 1.0, "backend": "faster"}) == (
+        "coco_2017_val (detection; scored with faster-coco-eval)")
+    assert _table_title("x", "detection", {"AP": 1.0, "backend": "pycocotools"}).endswith("scored with pycocotools)")
+    assert _table_title("refcoco_val", "grounding", {"accuracy": 1.0}) == "refcoco_val (grounding)"
+    table = _summary_table({"tasks": {"t.yaml": {"lvis_evaluation_mini_val": {"AP": 35.8, "backend": "lvis"},
+                                                 "refcoco_val": {"accuracy": 90.0}}}})
+    rows = table.splitlines()
+    assert rows[0].split()[-2:] == ["scored", "with"]
+    assert rows[2].split()[-1] == "lvis" and "35.8000" in rows[2]
+    assert rows[3].split()[-1] == "-"

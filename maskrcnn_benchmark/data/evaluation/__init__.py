@@ -121,8 +121,8 @@ def build_evaluator(cfg: Any, dataset: Any, output_dir: str | None, dataset_name
                     ) -> DatasetEvaluator:
     """The evaluator for one test data set.
 
-    Config keys read: TEST.COCO_EVAL_BACKEND ("pycocotools" | "faster"), DATASETS.LVIS_USE_NORMAL_AP
-    (False: Fixed AP), TEST.LVIS_EVAL_BACKEND ("lvis" | "faster"), DATASETS.FLICKR_GT_TYPE ("separate" =
+    Config keys read: TEST.COCO_EVAL_BACKEND ("faster" | "pycocotools"), DATASETS.LVIS_USE_NORMAL_AP
+    (False: Fixed AP), TEST.LVIS_EVAL_BACKEND ("faster" | "lvis"), DATASETS.FLICKR_GT_TYPE ("separate" =
     any-box protocol, "merged"), DATASETS.FLICKR_ENTITIES_ROOT.
 
     Args:

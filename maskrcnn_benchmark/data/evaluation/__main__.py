@@ -1,7 +1,7 @@
 """Re-score saved predictions without the model and print the metrics as JSON.
 
     python -m maskrcnn_benchmark.data.evaluation coco   --gt instances_val2017.json --predictions bbox.json \
-        [--backend faster]
+        [--backend pycocotools]
     python -m maskrcnn_benchmark.data.evaluation lvis   --gt lvis_v1_minival.json --predictions predictions.json \
         [--normal-ap]
     python -m maskrcnn_benchmark.data.evaluation refexp --gt finetune_refcoco_val.json --predictions predictions.json
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("kind", choices=("coco", "lvis", "flickr", "refexp", "odinw"))
     parser.add_argument("--gt", help="ground truth: json file (coco/lvis/refexp) or Flickr30k Entities folder")
     parser.add_argument("--predictions", help="predictions json written by the evaluator")
-    parser.add_argument("--backend", help="coco: pycocotools|faster; lvis: lvis|faster")
+    parser.add_argument("--backend", help="coco: faster (default) | pycocotools; lvis: faster (default) | lvis")
     parser.add_argument("--normal-ap", action="store_true", help="lvis: standard 300-per-image AP instead of Fixed AP")
     parser.add_argument("--subset", default="test", help="flickr: split (test|val)")
     parser.add_argument("--merged", action="store_true", help="flickr: merged-box protocol instead of any-box")

@@ -3,8 +3,10 @@
 Protocol (upstream-facts.md section 7, "COCO detection"): predictions are resized to the original image size,
 converted to ``[x, y, w, h]`` with upstream's +1 pixel width (``w = x2 - x1 + 1``), their contiguous labels
 mapped to the json category ids (labels without a json id are dropped), and scored with COCOeval "bbox"
-(IoU 0.50:0.95, maxDets 1/10/100). Both back ends run the same protocol and give identical numbers;
-faster-coco-eval is several times faster on large sets (see benchmarks/eval.py).
+(IoU 0.50:0.95, maxDets 1/10/100). Both back ends run the same protocol and give identical numbers (tested on
+every COCO case of the suite); faster-coco-eval, the default, is several times faster on large sets (see
+benchmarks/eval.py); pycocotools stays selectable as the reference (``TEST.COCO_EVAL_BACKEND pycocotools``).
+The metrics carry ``"backend"``; :func:`backend_label` names its package for tables.
 
 Metrics are reported in percent (the published numbers' unit); a metric that is undefined because no ground
 truth falls in its range (e.g. APs without small objects) is ``None``.
@@ -32,6 +34,8 @@ from .records import GroundTruthIds, check_ground_truth, check_result_records, l
 __all__ = [
     "COCO_METRIC_NAMES",
     "BACKENDS",
+    "DEFAULT_BACKEND",
+    "backend_label",
     "coco_result_record",
     "coco_records_from_arrays",
     "evaluate_coco_bbox",
@@ -44,6 +48,15 @@ logger = logging.getLogger(__name__)
 
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 BACKENDS = ("pycocotools", "faster")
+DEFAULT_BACKEND = "faster"  # faster-coco-eval: the same numbers as pycocotools, several times faster
+_BACKEND_PACKAGES = {"pycocotools": "pycocotools", "faster": "faster-coco-eval", "lvis": "lvis"}
+
+
+def backend_label(backend: str | None) -> str | None:
+    """The package behind an evaluation back end name ("faster" -> "faster-coco-eval"); None stays None."""
+    if backend is None:
+        return None
+    return _BACKEND_PACKAGES.get(str(backend), str(backend))
 
 GroundTruth = str | dict[str, Any] | Any
 
@@ -189,7 +202,7 @@ def _build_coco(coco_cls, dataset: dict[str, Any]):
 def run_cocoeval(
     gt_dict: dict[str, Any],
     predictions: Sequence[dict[str, Any]] | np.ndarray,
-    backend: str = "pycocotools",
+    backend: str = DEFAULT_BACKEND,
     img_ids: Sequence[int] | None = None,
     max_dets: Sequence[int] = (1, 10, 100),
     lvis_style: bool = False,
@@ -278,7 +291,7 @@ def per_category_ap(evaluator, gt_dict: dict[str, Any]) -> dict[str, float | Non
 def evaluate_coco_bbox(
     gt: GroundTruth,
     predictions: str | Sequence[dict[str, Any]],
-    backend: str = "pycocotools",
+    backend: str = DEFAULT_BACKEND,
     per_category: bool = True,
     img_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
@@ -287,7 +300,7 @@ def evaluate_coco_bbox(
     Args:
         gt: ground-truth json path, its loaded dict, or a pycocotools-style ``COCO`` object.
         predictions: result records ``{"image_id", "category_id", "bbox" (xywh), "score"}`` or a json path.
-        backend: "pycocotools" (reference) or "faster" (faster-coco-eval, identical numbers).
+        backend: "faster" (faster-coco-eval, the default) or "pycocotools" (reference; identical numbers).
         per_category: also return ``"per_category"``: category name -> AP.
         img_ids: restrict the evaluation to these image ids (default: every ground-truth image, as upstream).
 
@@ -328,7 +341,7 @@ class CocoEvaluator(DatasetEvaluator):
             None means labels already are json ids.
         image_info: ``idx -> {"id", "height", "width"}``.
         output_dir: where ``predictions.json`` (COCO results, upstream's bbox.json) and ``metrics.json`` go.
-        backend: "pycocotools" or "faster".
+        backend: "faster" (default) or "pycocotools".
     """
 
     predictions_file = "bbox.json"
@@ -339,7 +352,7 @@ class CocoEvaluator(DatasetEvaluator):
         label_to_category_id: Mapping[int, int] | None = None,
         image_info: ImageInfo | None = None,
         output_dir: str | None = None,
-        backend: str = "pycocotools",
+        backend: str = DEFAULT_BACKEND,
     ):
         _coco_api(backend)  # validate early
         self.gt_dict = load_coco_ground_truth(gt)[0]
@@ -348,7 +361,7 @@ class CocoEvaluator(DatasetEvaluator):
         super().__init__(image_info=image_info, output_dir=output_dir)
 
     @classmethod
-    def from_dataset(cls, dataset: Any, output_dir: str | None = None, backend: str = "pycocotools"):
+    def from_dataset(cls, dataset: Any, output_dir: str | None = None, backend: str = DEFAULT_BACKEND):
         """Build from a detection data set exposing ``coco`` (or ``ann_file``), the label map and get_img_info."""
         gt = getattr(dataset, "coco", None) or getattr(dataset, "ann_file", None)
         if gt is None:
@@ -386,7 +399,7 @@ class CocoEvaluator(DatasetEvaluator):
 
     def _score(self) -> dict[str, Any]:
         metrics = evaluate_coco_bbox(self.gt_dict, self._state, backend=self.backend)
-        logger.info("COCO box AP %.2f (AP50 %s, AP75 %s) from %d predictions", metrics["AP"] or 0.0,
-                    metrics["AP50"], metrics["AP75"], len(self._state))
+        logger.info("COCO box AP %.2f (AP50 %s, AP75 %s) from %d predictions, scored with %s", metrics["AP"] or 0.0,
+                    metrics["AP50"], metrics["AP75"], len(self._state), backend_label(self.backend))
         logger.info("per-category AP:\n%s", format_per_category_table(metrics["per_category"]))
         return metrics

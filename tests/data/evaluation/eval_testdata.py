@@ -60,3 +60,40 @@ def noisy_predictions(gt, seed=1, per_box=3, noise=5.0, category_ids=None):
 def perfect_predictions(gt):
     return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 1.0}
             for a in gt["annotations"] if not a.get("iscrowd", 0)]
+
+
+def one_image_coco_gt():
+    """One 100x100 image, two 20x20 boxes of category 5 ("cat")."""
+    return {
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "categories": [{"id": 5, "name": "cat"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 5, "bbox": [60, 60, 20, 20], "area": 400, "iscrowd": 0},
+        ],
+    }
+
+
+def structured_coco_case():
+    """Boxes at exact IoU thresholds, a duplicate, crowd ground truth, >100 detections on one image."""
+    gt = one_image_coco_gt()
+    gt["annotations"].append({"id": 3, "image_id": 1, "category_id": 5, "bbox": [0, 50, 40, 40], "area": 1600,
+                              "iscrowd": 1})
+    predictions = []
+    for step in range(12):  # shifted copies crossing the 0.5 ... 0.95 IoU thresholds
+        predictions.append({"image_id": 1, "category_id": 5, "bbox": [10 + step, 10, 20, 20], "score": 1 - step / 20})
+    predictions.append({"image_id": 1, "category_id": 5, "bbox": [10, 10, 20, 20], "score": 0.5})  # duplicate
+    predictions.append({"image_id": 1, "category_id": 5, "bbox": [5, 55, 20, 20], "score": 0.95})  # on crowd
+    predictions += [{"image_id": 1, "category_id": 5, "bbox": [60, 60, 20, 20], "score": 0.01 * (i % 7)}
+                    for i in range(120)]
+    return gt, predictions
+
+
+def single_lvis_gt():
+    """One 1000x1000 LVIS image: one box of frequent category 1; rare category 2 is a negative."""
+    return {
+        "images": [{"id": 1, "width": 1000, "height": 1000, "neg_category_ids": [2],
+                    "not_exhaustive_category_ids": []}],
+        "categories": [{"id": 1, "name": "a", "frequency": "f"}, {"id": 2, "name": "b", "frequency": "r"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [500, 500, 50, 50], "area": 2500}],
+    }

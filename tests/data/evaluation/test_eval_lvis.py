@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from eval_testdata import make_lvis_gt, noisy_predictions, perfect_predictions
+from eval_testdata import make_lvis_gt, noisy_predictions, perfect_predictions, single_lvis_gt
 
 from maskrcnn_benchmark.data.evaluation.lvis import (
     LvisEvaluator,
@@ -23,33 +23,13 @@ def test_perfect_predictions_score_100(lvis_gt, backend):
         assert metrics[name] == pytest.approx(100.0), name
 
 
-@pytest.mark.parametrize("seed,fixed_ap,topk", [(1, True, 10000), (2, True, 15), (3, False, 10000)])
-def test_lvis_package_and_faster_agree(seed, fixed_ap, topk):
-    gt = make_lvis_gt(seed=seed)
-    predictions = noisy_predictions(gt, seed=seed + 20, per_box=4)
-    reference = evaluate_lvis(gt, predictions, backend="lvis", fixed_ap=fixed_ap, topk=topk)
-    faster = evaluate_lvis(gt, predictions, backend="faster", fixed_ap=fixed_ap, topk=topk)
-    assert 0 < reference["AP"] < 100
-    for name in METRICS:
-        assert faster[name] == pytest.approx(reference[name], abs=1e-4), name
-
-
-def _single_gt():
-    return {
-        "images": [{"id": 1, "width": 1000, "height": 1000, "neg_category_ids": [2],
-                    "not_exhaustive_category_ids": []}],
-        "categories": [{"id": 1, "name": "a", "frequency": "f"}, {"id": 2, "name": "b", "frequency": "r"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [500, 500, 50, 50], "area": 2500}],
-    }
-
-
 @pytest.mark.parametrize("backend", ["lvis", "faster"])
 def test_fixed_ap_keeps_the_301st_box_normal_ap_does_not(backend):
     """300 higher-scoring false positives then the true positive: only Fixed AP (no per-image cap) sees it."""
     predictions = [{"image_id": 1, "category_id": 1, "bbox": [i, 0, 3, 3], "score": 0.9} for i in range(300)]
     predictions.append({"image_id": 1, "category_id": 1, "bbox": [500, 500, 50, 50], "score": 0.1})
-    fixed = evaluate_lvis(_single_gt(), predictions, backend=backend, fixed_ap=True)
-    normal = evaluate_lvis(_single_gt(), predictions, backend=backend, fixed_ap=False)
+    fixed = evaluate_lvis(single_lvis_gt(), predictions, backend=backend, fixed_ap=True)
+    normal = evaluate_lvis(single_lvis_gt(), predictions, backend=backend, fixed_ap=False)
     assert fixed["AP"] == pytest.approx(100.0 / 301, abs=1e-6)  # precision 1/301 at every recall point
     assert normal["AP"] == pytest.approx(0.0)
     assert fixed["APr"] is None and fixed["APf"] == pytest.approx(fixed["AP"])  # no rare category has GT
@@ -75,7 +55,7 @@ def _boxlist(boxes, scores, labels, size=(1000, 1000)):
 
 
 def test_accumulator_topk_across_updates_and_ranks():
-    gt = _single_gt()
+    gt = single_lvis_gt()
     info = {0: gt["images"][0]}
     one = LvisEvaluator(gt, info.__getitem__, topk=3)
     other = LvisEvaluator(gt, info.__getitem__, topk=3)
@@ -99,7 +79,7 @@ def test_numpy_float_alias_is_scoped():
 
 
 def test_rejects_non_lvis_ground_truth():
-    gt = _single_gt()
+    gt = single_lvis_gt()
     del gt["categories"][0]["frequency"]
     with pytest.raises(ValueError, match="category 1 has no 'frequency'"):
         evaluate_lvis(gt, [])
