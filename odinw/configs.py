@@ -113,7 +113,7 @@ def check_configs(out_dir: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m odinw.configs", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="configs", help="configs folder (holds odinw_13/ and odinw_35/)")
     parser.add_argument("--check", action="store_true", help="only compare, exit 1 on differences")
     args = parser.parse_args(argv)

@@ -110,7 +110,8 @@ def _ints(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write ODinW few-shot split files (deterministic per seed).")
+    parser = argparse.ArgumentParser(prog="python -m odinw.fewshot",
+                                     description="Write ODinW few-shot split files (deterministic per seed).")
     parser.add_argument("--root", default=os.environ.get("DATASET", "DATASET"), help="data root (default $DATASET)")
     parser.add_argument("--which", default="13", help="13, 35, all, or comma-separated data set names")
     parser.add_argument("--shots", default="1,3,5,10")

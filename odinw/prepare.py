@@ -105,7 +105,8 @@ def check_datasets(root: str, names: list[str], check_images: bool = False, fews
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check a downloaded ODinW folder and report what is missing.")
+    parser = argparse.ArgumentParser(prog="python -m odinw.prepare",
+                                     description="Check a downloaded ODinW folder and report what is missing.")
     parser.add_argument("--root", default=os.environ.get("DATASET", "DATASET"), help="data root (default $DATASET)")
     parser.add_argument("--which", default="35", help="13, 35, all, or comma-separated data set names")
     parser.add_argument("--check-images", action="store_true", help="check every image listed in the annotations")

@@ -1,64 +1,19 @@
 #!/usr/bin/env python
-"""Train a FIBER model from a YAML config (upstream's flags; single process, or ``torchrun`` for DDP).
+"""Train a FIBER model from a YAML config (upstream's flags; ``torchrun`` for DDP).
 
     python tools/train_net.py --config-file configs/tiny/fiber_tiny.yaml OUTPUT_DIR out/tiny
     torchrun --nproc_per_node 8 tools/train_net.py --config-file CONFIG --skip-test MODEL.WEIGHT W.pth
-    (multi-node: torchrun --nnodes N --node_rank i --rdzv_endpoint HOST:PORT ...)
 
-A relaunch with the same OUTPUT_DIR resumes from ``OUTPUT_DIR/last_checkpoint``. Unless ``--skip-test`` is given,
-the trained model is evaluated on DATASETS.TEST at the end (upstream's flag was a no-op).
+The body is :mod:`maskrcnn_benchmark.cli.train_net` (flags, outputs, details); once installed, ``fiber-train`` runs
+the same code from any folder.
 """
 
-import argparse
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from maskrcnn_benchmark.config import load_config  # noqa: E402
-from maskrcnn_benchmark.engine.defaults import (  # noqa: E402
-    default_setup,
-    output_dir_from_environment,
-    resolve_device,
-    run_tool,
-    tool_parser,
-)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = tool_parser("FIBER training", training=True)
-    parser.add_argument("--save_original_config", action="store_true",
-                        help="copy the --config-file as given to OUTPUT_DIR/original_config.yaml")
-    parser.add_argument("--disable_output_distributed", action="store_true",
-                        help="let every rank log, not only rank 0")
-    parser.add_argument("--debug_nan_checkpoint", action="store_true",
-                        help="save the weights to OUTPUT_DIR/nan_debug_<iter>.pth when the loss turns non-finite")
-    parser.add_argument("--override_output_dir", default=None, help="use this OUTPUT_DIR instead of the config's")
-    return parser
-
-
-def main(args) -> int:
-    from maskrcnn_benchmark.engine.runner import evaluate_datasets, train
-    from maskrcnn_benchmark.utils.distributed import init_distributed_from_env, synchronize
-
-    distributed = init_distributed_from_env()
-    cfg = load_config(args.config_file, args.opts)
-    if args.override_output_dir:
-        cfg.OUTPUT_DIR = args.override_output_dir
-    output_dir_from_environment(cfg)
-    log = default_setup(cfg, args, "train_net", all_ranks_log=args.disable_output_distributed)
-    if args.save_original_config and cfg.OUTPUT_DIR:
-        shutil.copyfile(args.config_file, os.path.join(cfg.OUTPUT_DIR, "original_config.yaml"))
-    device = resolve_device(cfg)
-    model, summary = train(cfg, distributed, device, use_tensorboard=args.use_tensorboard,
-                           debug_nan_checkpoint=args.debug_nan_checkpoint)
-    log.info("training finished: %s", {k: v for k, v in summary.items() if k != "meters"})
-    if not args.skip_test and len(cfg.DATASETS.TEST) > 0:
-        synchronize()
-        evaluate_datasets(cfg, model, distributed, device, os.path.join(cfg.OUTPUT_DIR, "inference"))
-    return 0
-
+from maskrcnn_benchmark.cli.train_net import build_parser, main, run  # noqa: E402, F401
 
 if __name__ == "__main__":
-    run_tool(lambda: main(build_parser().parse_args()))
+    main()

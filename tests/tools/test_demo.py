@@ -56,7 +56,7 @@ def setup(tmp_path_factory, bpe_tokenizer_dir):
 
 def _run(args):
     demo = _demo_module()
-    return demo.main(demo.build_parser().parse_args(args))
+    return demo.run(demo.build_parser().parse_args(args))
 
 
 def test_demo_writes_pngs_and_json_matching_the_predictor(setup, bpe_tokenizer_dir):
