@@ -108,8 +108,7 @@ def load_config(
     """
     if not config_file:
         raise ValueError("no config file given (--config-file FILE)")
-    if isinstance(task_configs, (str, os.PathLike)):
-        task_configs = [task_configs]
+    task_configs = [task_configs] if isinstance(task_configs, (str, os.PathLike)) else list(task_configs)
     merged = get_cfg()
     merged.merge_from_file(os.fspath(config_file))
     for task_config in task_configs:
@@ -117,7 +116,11 @@ def load_config(
     overrides = clean_opts(opts)
     if overrides:
         merged.merge_from_list(overrides)
-    validate_config(merged)
+    try:
+        validate_config(merged)
+    except ValueError as e:  # cross-key problems: name the files they came from
+        sources = " + ".join([os.fspath(config_file), *(os.fspath(t) for t in task_configs)])
+        raise ValueError(f"{sources}{' + command line' if overrides else ''}: {e}") from e
     if freeze:
         merged.freeze()
     return merged

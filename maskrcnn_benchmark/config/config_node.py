@@ -59,7 +59,13 @@ def _coerce(replacement: Any, original: Any, full_key: str, source: str) -> Any:
     original_type, replacement_type = type(original), type(replacement)
     if replacement_type == original_type:
         return replacement
-    if original is None or replacement is None:
+    if replacement is None and original is not None:
+        # yacs lets None replace anything; a key left empty in YAML ("BASE_LR:") would then fail far away
+        raise ConfigTypeError(
+            f"{source}: config key {full_key} has no value (null); expected {original_type.__name__} "
+            f"(current value {original!r})"
+        )
+    if original is None:
         return replacement
     if original_type is tuple and replacement_type is list:
         return tuple(replacement)
@@ -94,6 +100,8 @@ class CfgNode(_YacsCfgNode):
                 loaded = yaml.safe_load(f)
             except yaml.YAMLError as e:
                 raise ValueError(f"{path}: not valid YAML: {e}") from e
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}: not a YAML text file (byte {e.start} is not UTF-8: {e.reason})") from e
         if loaded is None:
             return
         if not isinstance(loaded, dict):

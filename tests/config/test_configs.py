@@ -177,6 +177,22 @@ def test_bad_type_names_key_and_file(tmp_path):
         get_cfg().merge_from_file(node)
 
 
+def test_empty_values_binary_files_and_cross_key_problems_name_the_file(tmp_path):
+    # "BASE_LR:" with nothing after it is null: yacs let it replace a float, and training failed far away.
+    path = _write(tmp_path, "empty_value.yaml", "SOLVER:\n  BASE_LR:\n")
+    with pytest.raises(ConfigTypeError, match=f"{re.escape(path)}: config key SOLVER.BASE_LR has no value"):
+        get_cfg().merge_from_file(path)
+    cfg = get_cfg()
+    cfg.merge_from_list(["DATASETS.OVERRIDE_CATEGORY", "None"])  # keys whose default is None still take None
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"MODEL:\n  WEIGHT: \xff\xfe\n")
+    with pytest.raises(ValueError, match=f"{re.escape(str(binary))}: not a YAML text file"):
+        get_cfg().merge_from_file(str(binary))
+    heads = _write(tmp_path, "heads.yaml", "MODEL:\n  SWINT:\n    NUM_HEADS: (1, 2)\n")
+    with pytest.raises(ValueError, match=f"{re.escape(str(PRETRAIN))} \\+ {re.escape(heads)}: invalid configuration"):
+        load_config(str(PRETRAIN), task_configs=heads)
+
+
 def test_type_coercions_follow_yacs_and_widen_int(tmp_path):
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.BASE_LR", "1", "DATASETS.TRAIN", '["a", "b"]', "INPUT.PIXEL_MEAN", "(1.0, 2.0, 3.0)"])

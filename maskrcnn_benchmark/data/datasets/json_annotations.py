@@ -55,6 +55,25 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _is_id(x: Any) -> bool:
+    """Record ids are integers or strings (hashable, comparable with the other records' ids)."""
+    return isinstance(x, (int, str)) and not isinstance(x, bool)
+
+
+def _sorted_ids(ids: Any) -> list[Any]:
+    try:
+        return sorted(ids)
+    except TypeError:  # integer and string ids mixed
+        return sorted(ids, key=str)
+
+
+def _records(data: dict[str, Any], key: str, ann_file: str) -> list[Any]:
+    records = data[key]
+    if not isinstance(records, list):
+        raise ValueError(f"{ann_file}: '{key}' must be a list of records, got {type(records).__name__}")
+    return records
+
+
 class CocoStyleAnnotations:
     """A parsed, validated COCO-style annotation file.
 
@@ -87,7 +106,8 @@ class CocoStyleAnnotations:
         if not isinstance(data, dict):
             raise ValueError(f"{self.ann_file}: expected a JSON object with 'images', got {type(data).__name__}")
         # category ids in the file's own order, also when OVERRIDE_CATEGORY replaces the categories
-        self.file_category_ids = [c["id"] for c in data.get("categories", []) if isinstance(c, dict) and "id" in c]
+        file_categories = data.get("categories") if isinstance(data.get("categories"), list) else []
+        self.file_category_ids = [c["id"] for c in file_categories if isinstance(c, dict) and _is_id(c.get("id"))]
         if override_categories:
             data = dict(data)
             data["categories"] = list(override_categories)
@@ -98,7 +118,7 @@ class CocoStyleAnnotations:
         if "annotations" not in data and require_annotations:
             raise ValueError(f"{self.ann_file}: missing key 'annotations'")
         self.anns_by_image: dict[Any, list[dict[str, Any]]] = {img_id: [] for img_id in self.images}
-        for i, ann in enumerate(data.get("annotations", [])):
+        for i, ann in enumerate(_records(data, "annotations", self.ann_file) if "annotations" in data else []):
             self._check_annotation(i, ann, require_categories)
             self.anns_by_image[ann["image_id"]].append(ann)
         self._coco = None
@@ -108,10 +128,12 @@ class CocoStyleAnnotations:
         if "images" not in data:
             raise ValueError(f"{self.ann_file}: missing key 'images'")
         images: dict[Any, dict[str, Any]] = {}
-        for i, img in enumerate(data["images"]):
+        for i, img in enumerate(_records(data, "images", self.ann_file)):
             where = f"{self.ann_file}: image #{i}"
             if not isinstance(img, dict) or "id" not in img:
                 raise ValueError(f"{where}: missing key 'id'")
+            if not _is_id(img["id"]):
+                raise ValueError(f"{where}: id {img['id']!r} is not an integer or a string")
             where = f"{self.ann_file}: image {img['id']}"
             for key in ("width", "height"):
                 if key not in img:
@@ -120,6 +142,9 @@ class CocoStyleAnnotations:
                     raise ValueError(f"{where}: {key} must be a positive number, got {img[key]!r}")
             if "file_name" not in img and "coco_url" not in img:
                 raise ValueError(f"{where}: missing key 'file_name' (or 'coco_url')")
+            for key in ("file_name", "coco_url"):
+                if key in img and not isinstance(img[key], str):
+                    raise ValueError(f"{where}: {key} must be a string, got {img[key]!r}")
             if self.grounding:
                 if not isinstance(img.get("caption"), str):
                     raise ValueError(f"{where}: missing key 'caption' (a string)")
@@ -136,9 +161,12 @@ class CocoStyleAnnotations:
                 raise ValueError(f"{self.ann_file}: missing key 'categories'")
             return {}
         cats: dict[Any, dict[str, Any]] = {}
-        for i, cat in enumerate(data["categories"]):
+        for i, cat in enumerate(_records(data, "categories", self.ann_file)):
             if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
                 raise ValueError(f"{self.ann_file}: category #{i} ({cat!r}) needs keys 'id' and 'name'")
+            if not _is_id(cat["id"]) or not isinstance(cat["name"], str):
+                raise ValueError(f"{self.ann_file}: category #{i} needs an integer or string 'id' and a string "
+                                 f"'name', got {cat!r}")
             if cat["id"] in cats:
                 raise ValueError(f"{self.ann_file}: duplicate category id {cat['id']}")
             cats[cat["id"]] = cat
@@ -167,17 +195,17 @@ class CocoStyleAnnotations:
         for key in ("image_id", "bbox") + (("category_id",) if require_categories else ()):
             if key not in ann:
                 raise ValueError(f"{where}: missing key '{key}'")
-        where = f"{where} (image {ann['image_id']})"
-        if ann["image_id"] not in self.images:
+        where = f"{where} (image {ann['image_id']!r})"
+        if not _is_id(ann["image_id"]) or ann["image_id"] not in self.images:
             raise ValueError(f"{where}: image id {ann['image_id']} is not in 'images'")
         bbox = ann["bbox"]
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
             raise ValueError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
         if bbox[2] < 0 or bbox[3] < 0:
             raise ValueError(f"{where}: bbox {bbox} has a negative width or height")
-        if require_categories and ann["category_id"] not in self.cats:
+        if require_categories and (not _is_id(ann["category_id"]) or ann["category_id"] not in self.cats):
             raise ValueError(
-                f"{where}: unknown category id {ann['category_id']} (known: {sorted(self.cats)[:20]}"
+                f"{where}: unknown category id {ann['category_id']!r} (known: {_sorted_ids(self.cats)[:20]}"
                 f"{'...' if len(self.cats) > 20 else ''})"
             )
         if self.grounding:

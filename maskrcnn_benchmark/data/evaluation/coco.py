@@ -29,7 +29,13 @@ import numpy as np
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
 
 from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
-from .records import GroundTruthIds, check_ground_truth, check_result_records, looks_like_lvis
+from .records import (
+    GroundTruthIds,
+    check_ground_truth,
+    check_result_records,
+    looks_like_lvis,
+    with_annotation_defaults,
+)
 
 __all__ = [
     "COCO_METRIC_NAMES",
@@ -146,15 +152,11 @@ def gt_source(gt: Any) -> str:
     return os.fspath(gt) if isinstance(gt, (str, os.PathLike)) else "ground truth"
 
 
-def _with_coco_defaults(annotation: dict[str, Any]) -> dict[str, Any]:
-    width, height = annotation["bbox"][2:]
-    return {"iscrowd": 0, "area": float(width) * float(height), **annotation}
-
-
 def load_coco_ground_truth(gt: GroundTruth) -> tuple[dict[str, Any], GroundTruthIds]:
     """A checked COCO-format detection ground truth for COCOeval, and its ids.
 
-    Annotations without "iscrowd" / "area" get 0 / w * h (in a copy), as both back ends need them.
+    Annotations without "id" / "iscrowd" / "area" get a new id / 0 / w * h (in a copy), as both back ends
+    need them.
 
     Raises:
         ValueError: a malformed ground truth (naming the record), or an LVIS file (which needs ``lvis``).
@@ -166,10 +168,7 @@ def load_coco_ground_truth(gt: GroundTruth) -> tuple[dict[str, Any], GroundTruth
         raise ValueError(f"{source}: this is an LVIS annotation file (categories with 'frequency', images with "
                          f"'neg_category_ids'); score it with the LVIS evaluator: python -m "
                          f"maskrcnn_benchmark.data.evaluation lvis --gt {source} --predictions ...")
-    annotations = gt_dict.get("annotations", [])
-    if any("iscrowd" not in a or "area" not in a for a in annotations):
-        gt_dict = dict(gt_dict, annotations=[_with_coco_defaults(a) for a in annotations])
-    return gt_dict, ids
+    return with_annotation_defaults(gt_dict), ids
 
 
 def _coco_api(backend: str):

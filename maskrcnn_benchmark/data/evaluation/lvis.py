@@ -29,7 +29,13 @@ import numpy as np
 
 from .base import DatasetEvaluator, ImageInfo, image_info_getter, read_json
 from .coco import _load_gt_dict, _mean_valid, backend_label, coco_result_record, gt_source, run_cocoeval
-from .records import GroundTruthIds, check_ground_truth, check_result_records, check_result_rows
+from .records import (
+    GroundTruthIds,
+    check_ground_truth,
+    check_result_records,
+    check_result_rows,
+    with_annotation_defaults,
+)
 
 __all__ = [
     "LVIS_METRIC_NAMES",
@@ -165,7 +171,7 @@ def load_lvis_ground_truth(gt: str | dict[str, Any] | Any) -> tuple[dict[str, An
 
     On top of the COCO-format checks: every category has a "frequency" of "r", "c" or "f", every image lists
     its "neg_category_ids" and "not_exhaustive_category_ids" (known category ids). Annotations without
-    "area" get w * h (in a copy).
+    "id" / "area" get a new id / w * h (in a copy).
 
     Raises:
         ValueError: naming the file and the first bad record (a COCO file is "not an LVIS file").
@@ -187,11 +193,7 @@ def load_lvis_ground_truth(gt: str | dict[str, Any] | Any) -> tuple[dict[str, An
             if not isinstance(listed, list) or not all(_is_known(c, ids.category_ids) for c in listed):
                 raise ValueError(f"{source}: image {image['id']} has {key} {listed!r} (needs a list of known "
                                  f"category ids)")
-    annotations = gt_dict.get("annotations", [])
-    if any("area" not in a for a in annotations):
-        gt_dict = dict(gt_dict, annotations=[
-            a if "area" in a else dict(a, area=float(a["bbox"][2]) * float(a["bbox"][3])) for a in annotations])
-    return gt_dict, ids
+    return with_annotation_defaults(gt_dict, crowd=False), ids
 
 
 def _is_known(value: Any, known: frozenset) -> bool:

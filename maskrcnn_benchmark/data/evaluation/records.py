@@ -28,6 +28,7 @@ __all__ = [
     "check_result_records",
     "check_result_rows",
     "looks_like_lvis",
+    "with_annotation_defaults",
 ]
 
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
@@ -42,10 +43,7 @@ class GroundTruthIds:
     category_ids: frozenset
 
     def known_categories(self) -> str:
-        try:
-            known = sorted(self.category_ids)
-        except TypeError:  # ints and strings mixed
-            known = sorted(self.category_ids, key=str)
+        known = sorted(self.category_ids)
         return f"{known[:_MAX_LISTED]}{'...' if len(known) > _MAX_LISTED else ''}"
 
 
@@ -54,18 +52,9 @@ def _is_number(value: Any) -> bool:
         and math.isfinite(value)
 
 
-def _is_hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
 def _is_id(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value) and value.is_integer()
-    return isinstance(value, (int, str, np.integer)) and not isinstance(value, bool)
+    """COCO ids are integers (faster-coco-eval refuses others, the back ends store annotation ids in arrays)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _bbox_problem(bbox: Any) -> str | None:
@@ -92,7 +81,7 @@ def _ids(records: Any, key: str, what: str, source: str) -> frozenset:
         if not isinstance(record, Mapping) or "id" not in record:
             raise ValueError(f"{source}: {what} #{index} is not an object with an 'id'")
         if not _is_id(record["id"]):
-            raise ValueError(f"{source}: {what} #{index} has id {record['id']!r} (needs an integer or a string)")
+            raise ValueError(f"{source}: {what} #{index} has id {record['id']!r} (needs an integer)")
         if record["id"] in ids:
             raise ValueError(f"{source}: {what} #{index} repeats id {record['id']!r}")
         ids.add(record["id"])
@@ -105,13 +94,15 @@ def _annotation_problem(ann: Any, ids: GroundTruthIds) -> str | None:
     for key in ("image_id", "category_id", "bbox"):
         if key not in ann:
             return f"has no {key!r}"
-    if not _is_hashable(ann["image_id"]) or ann["image_id"] not in ids.image_ids:
+    if not _is_id(ann["image_id"]) or ann["image_id"] not in ids.image_ids:
         return f"has image_id {ann['image_id']!r}, not in 'images'"
-    if not _is_hashable(ann["category_id"]) or ann["category_id"] not in ids.category_ids:
+    if not _is_id(ann["category_id"]) or ann["category_id"] not in ids.category_ids:
         return f"has category_id {ann['category_id']!r}, not in 'categories'"
     problem = _bbox_problem(ann["bbox"])
     if problem:
         return f"has {problem}"
+    if "id" in ann and not _is_id(ann["id"]):
+        return f"has id {ann['id']!r} (needs an integer)"
     if "area" in ann and not _is_number(ann["area"]):
         return f"has area {ann['area']!r} (needs a finite number)"
     if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
@@ -135,6 +126,9 @@ def check_ground_truth(gt: Any, source: str) -> GroundTruthIds:
             raise ValueError(f"{source}: missing key {key!r} (not a COCO-format ground truth)")
     ids = GroundTruthIds(_ids(gt["images"], "images", "image", source),
                          _ids(gt["categories"], "categories", "category", source))
+    for index, category in enumerate(gt["categories"]):
+        if not isinstance(category.get("name", ""), str):
+            raise ValueError(f"{source}: category #{index} has name {category['name']!r} (needs a string)")
     annotations = gt.get("annotations", [])
     if not isinstance(annotations, list):
         raise ValueError(f"{source}: 'annotations' must be a list, got {type(annotations).__name__}")
@@ -143,6 +137,30 @@ def check_ground_truth(gt: Any, source: str) -> GroundTruthIds:
         if problem:
             raise ValueError(f"{source}: annotation #{index} {problem}")
     return ids
+
+
+def with_annotation_defaults(gt: dict[str, Any], crowd: bool = True) -> dict[str, Any]:
+    """``gt`` whose annotations all have "id", "area" (w * h) and, with ``crowd``, "iscrowd" (0).
+
+    The evaluation back ends index annotations by id and read area / iscrowd; files that leave them out get
+    them here, in a copy (``gt`` itself is returned unchanged when nothing is missing).
+    """
+    annotations = gt.get("annotations", [])
+    needed = ("id", "area", "iscrowd") if crowd else ("id", "area")
+    if all(key in ann for ann in annotations for key in needed):
+        return gt
+    used = [ann["id"] for ann in annotations if isinstance(ann.get("id"), int)]
+    next_id = max(used, default=0) + 1
+    filled = []
+    for ann in annotations:
+        ann = dict(ann)
+        if "id" not in ann:
+            ann["id"], next_id = next_id, next_id + 1
+        ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+        if crowd:
+            ann.setdefault("iscrowd", 0)
+        filled.append(ann)
+    return dict(gt, annotations=filled)
 
 
 def _record_problem(record: Any, ids: GroundTruthIds) -> str | None:
@@ -156,9 +174,9 @@ def _record_problem(record: Any, ids: GroundTruthIds) -> str | None:
         return f"has {problem}"
     if not _is_number(record["score"]):
         return f"has score {record['score']!r} (needs a finite number)"
-    if not _is_hashable(record["image_id"]) or record["image_id"] not in ids.image_ids:
+    if not _is_id(record["image_id"]) or record["image_id"] not in ids.image_ids:
         return f"has image_id {record['image_id']!r} not in the ground truth"
-    if not _is_hashable(record["category_id"]) or record["category_id"] not in ids.category_ids:
+    if not _is_id(record["category_id"]) or record["category_id"] not in ids.category_ids:
         return (f"has category_id {record['category_id']!r} not in the ground truth "
                 f"(known: {ids.known_categories()})")
     return None
@@ -189,8 +207,8 @@ def check_result_rows(rows: np.ndarray, ids: GroundTruthIds, source: str) -> Non
         raise ValueError(f"{source}: result rows must be [N, 7], got shape {tuple(rows.shape)}")
     bad = ~np.isfinite(rows).all(axis=1)
     bad |= (rows[:, 3] < 0) | (rows[:, 4] < 0)
-    bad |= ~np.isin(rows[:, 0], np.array([i for i in ids.image_ids if _is_number(i)], dtype=np.float64))
-    bad |= ~np.isin(rows[:, 6], np.array([c for c in ids.category_ids if _is_number(c)], dtype=np.float64))
+    bad |= ~np.isin(rows[:, 0], np.array(sorted(ids.image_ids), dtype=np.float64))
+    bad |= ~np.isin(rows[:, 6], np.array(sorted(ids.category_ids), dtype=np.float64))
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
         image_id, x, y, w, h, score, category_id = rows[index].tolist()
