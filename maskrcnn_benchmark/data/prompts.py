@@ -42,6 +42,8 @@ __all__ = [
     "caption_entries",
     "char_span_to_token_indices",
     "create_positive_map",
+    "truncated_at",
+    "count_long_captions",
     "positive_map_dict",
     "validate_char_spans",
     "plan_detection_prompts",
@@ -233,6 +235,39 @@ def validate_char_spans(caption: str, spans: Sequence[Sequence[int]], where: str
             )
 
 
+def truncated_at(encoding: Any) -> int | None:
+    """Where a truncated encoding's text stops: the end character of its last kept token (None if nothing was
+    cut). Works with fast tokenizers' ``BatchEncoding`` of one text (``encoding.encodings[0].overflowing``)."""
+    encodings = getattr(encoding, "encodings", None)
+    if not encodings or not encodings[0].overflowing:
+        return None
+    ends = [span.end for index in range(len(encoding["input_ids"]))
+            if (span := encoding.token_to_chars(index)) is not None]
+    return max(ends, default=0)
+
+
+def count_long_captions(tokenizer: Any, captions: Sequence[str], max_len: int) -> tuple[int, int, int]:
+    """How many captions need more than ``max_len`` tokens (special tokens included).
+
+    Only captions that could be that long are tokenized: every token covers at least one byte of text, so a
+    caption of ``n`` UTF-8 bytes has at most ``n + 2`` tokens.
+
+    Returns:
+        ``(count, index of the first long caption or -1, its number of tokens)``.
+    """
+    candidates = [i for i, caption in enumerate(captions) if len(caption.encode("utf-8")) + 2 > max_len]
+    count, first, first_length = 0, -1, 0
+    for start in range(0, len(candidates), 256):
+        chunk = candidates[start:start + 256]
+        lengths = [len(ids) for ids in tokenizer([captions[i] for i in chunk], add_special_tokens=True)["input_ids"]]
+        for index, length in zip(chunk, lengths):
+            if length > max_len:
+                count += 1
+                if first < 0:
+                    first, first_length = index, length
+    return count, first, first_length
+
+
 def create_positive_map(
     encoding: Any,
     tokens_positive: Sequence[Sequence[Sequence[int]]],
@@ -249,11 +284,15 @@ def create_positive_map(
             collator binarises it again).
 
     Returns:
-        Tensor[N, L] float32.
+        Tensor[N, L] float32. A span that reaches past the truncation point of the caption maps to no token
+        (never to the part of it that was kept, nor to tokens that were cut off).
     """
     positive_map = torch.zeros((len(tokens_positive), max_len), dtype=torch.float32)
+    cut = truncated_at(encoding)
     for row, spans in enumerate(tokens_positive):
         for start, end in spans:
+            if cut is not None and int(end) > cut:
+                continue
             indices = [i for i in char_span_to_token_indices(encoding, int(start), int(end)) if i < max_len]
             if indices:
                 positive_map[row, indices[0] : indices[-1] + 1] = 1.0

@@ -285,3 +285,34 @@ def test_sixteen_bit_and_palette_images_load_scaled_in_data_sets(tmp_path):
         image = np.asarray(ds[idx][0])
         assert image.shape == (40, 50, 3)
         assert (image[:, :25] == 0).all() and (image[:, 25:] == 117).all()
+
+
+def test_long_grounding_captions_are_counted_and_warned_about_once(tmp_path, bpe_tokenizer, caplog):
+    import numpy as np
+    from PIL import Image
+
+    short = "a red square"
+    long = "a red square next to a blue circle and a green triangle"  # 14 tokens with <s> and </s>
+    images, annotations = [], []
+    for k, caption in enumerate([short, long, long, short]):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / f"{k}.png")
+        images.append({"id": k, "file_name": f"{k}.png", "width": 32, "height": 32, "caption": caption})
+        annotations.append({"id": 2 * k, "image_id": k, "bbox": [1, 1, 10, 10], "tokens_positive": [[2, 12]]})
+        annotations.append({"id": 2 * k + 1, "image_id": k, "bbox": [12, 12, 10, 10],
+                            "tokens_positive": [[41, 55]] if caption == long else [[0, 1]]})
+    ann = tmp_path / "final_flickr_separateGT_train.json"
+    ann.write_text(json.dumps({"images": images, "annotations": annotations}))
+    with caplog.at_level("WARNING", logger="maskrcnn_benchmark.data.datasets.modulated"):
+        ds = FlickrDataset(str(tmp_path), str(ann), tokenizer=bpe_tokenizer, is_train=True, max_query_len=10)
+        for idx in range(len(ds)):
+            ds[idx]
+    assert ds.long_captions == 2
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert str(ann) in warnings[0] and "2 of 4 captions are longer than" in warnings[0]
+    assert "MAX_QUERY_LEN = 10" in warnings[0]
+    target = ds[1][1]
+    assert target.get_field("caption") == long
+    # "green triangle" lies past the cut: its box gets no token, "red square" keeps its tokens.
+    positive = target.get_field("positive_map")
+    assert positive[0].nonzero().flatten().tolist() == [2, 3] and positive[1].sum() == 0

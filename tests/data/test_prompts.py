@@ -221,3 +221,30 @@ def test_detection_prompts_keep_global_labels_and_names(bpe_tokenizer):
         build_detection_prompts([], bpe_tokenizer)
     with pytest.raises(ValueError, match="class 2: empty class name"):
         build_detection_prompts(["a", " "], bpe_tokenizer)
+
+
+def test_phrases_past_the_truncation_point_map_to_no_token(bpe_tokenizer):
+    from maskrcnn_benchmark.data.prompts import count_long_captions, create_positive_map, truncated_at
+
+    caption = "a red square next to a blue circle and a green triangle"
+    encoding = bpe_tokenizer(caption, max_length=10, truncation=True, add_special_tokens=True)
+    # <s> a red square next to a blue circle </s>: the text stops after "circle"
+    assert truncated_at(encoding) == caption.index("circle") + len("circle")
+    assert truncated_at(bpe_tokenizer(caption, max_length=64, truncation=True)) is None
+    # red square, blue circle, "circle a" (reaches 2 characters past the cut), "green triangle" (all cut)
+    spans = [[[2, 12]], [[23, 34]], [[28, 36]], [[41, 55]]]
+    rows = create_positive_map(encoding, spans, max_len=10, normalize=False)
+    assert rows[0].nonzero().flatten().tolist() == [2, 3]
+    assert rows[1].nonzero().flatten().tolist() == [7, 8]
+    # upstream's end-3 fall-back would map "circle a" to its kept part "circle" (token 8): not any more
+    assert rows[2].sum() == 0
+    assert rows[3].sum() == 0
+    calls = []
+
+    def counting_tokenizer(texts, **kwargs):
+        calls.extend(texts)
+        return bpe_tokenizer(texts, **kwargs)
+
+    captions = ["red cube", caption, "blue", caption + " " + caption]
+    assert count_long_captions(counting_tokenizer, captions, 10) == (2, 1, 14)
+    assert calls == [caption, caption + " " + caption]  # 8 bytes + 2 special tokens cannot exceed 10: skipped

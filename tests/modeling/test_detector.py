@@ -326,3 +326,16 @@ def test_tiny_model_on_cuda_matches_cpu():
         cpu_scores = cpu_result.get_field("scores").sort(descending=True).values[:10]
         gpu_scores = gpu_result.get_field("scores").cpu().sort(descending=True).values[:10]
         torch.testing.assert_close(gpu_scores, cpu_scores, rtol=1e-3, atol=1e-4)
+
+
+def test_long_captions_are_counted_and_warned_about_once(bpe_tokenizer_dir, caplog, one_thread):
+    model = _tiny_model(opts=["MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE", bpe_tokenizer_dir])
+    long = "a red square next to a blue circle. " * 30  # about 270 tokens, MAX_QUERY_LEN is 128
+    with caplog.at_level("WARNING", logger="maskrcnn_benchmark.modeling.detector.generalized_vl_rcnn"):
+        model.tokenize(["red square. blue circle"] * 2)
+        assert model.long_captions == 0 and not caplog.records
+        encoded = model.tokenize([long, "red square", long])
+        model.tokenize([long])
+    assert encoded["input_ids"].shape == (3, 128) and model.long_captions == 3
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "longer than MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN = 128" in warnings[0]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ...structures.bounding_box import BoxList
-from ..prompts import DEFAULT_MAX_QUERY_LEN, create_positive_map
+from ..prompts import DEFAULT_MAX_QUERY_LEN, count_long_captions, create_positive_map
 from .coco import has_valid_annotation, load_image
 from .coco_grounding import add_positive_map, resolve_tokenizer
 from .json_annotations import CocoStyleAnnotations, CocoStyleSamples, image_path_from_record
@@ -73,6 +73,24 @@ class ModulatedDataset(CocoStyleSamples, torch.utils.data.Dataset):
         dropped = len(ids) - len(self.ids)
         if dropped:
             logger.info("%s: skipped %d images without a usable box", self.ann_file, dropped)
+        self.long_captions = self._count_long_captions()
+
+    def _count_long_captions(self) -> int:
+        """Counts the captions longer than ``max_query_len`` tokens and warns once for the data set.
+
+        The model sees only the first ``max_query_len`` tokens; a phrase reaching past them gets no token in
+        the positive maps (:func:`create_positive_map`), so its boxes have no text target.
+        """
+        if self.tokenizer is None or not self.ids:
+            return 0
+        captions = [self.annotations.images[i]["caption"] for i in self.ids]
+        count, first, length = count_long_captions(self.tokenizer, captions, self.max_query_len)
+        if count:
+            logger.warning(
+                "%s: %d of %d captions are longer than MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN = %d tokens (e.g. "
+                "image %s: %d tokens); they are truncated there and phrases past the cut get no token",
+                self.ann_file, count, len(captions), self.max_query_len, self.ids[first], length)
+        return count
 
     def image_path(self, idx: int) -> str:
         """Where the image of sample ``idx`` is read from."""

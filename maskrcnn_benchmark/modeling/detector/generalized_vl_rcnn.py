@@ -84,6 +84,7 @@ class GeneralizedVLRCNN(nn.Module):
             raise ValueError(f"TEST.COMPILE must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         self._compiled: dict[str, Callable] = {}
         self._tokenizer = None
+        self.long_captions = 0  # captions truncated at max_query_len by tokenize (warned about once)
         self._text_cache = TextPrefixCache()
         self.fusion_backbone = build_fusion_backbone(cfg)
         self.rpn = build_rpn(cfg)
@@ -104,13 +105,29 @@ class GeneralizedVLRCNN(nn.Module):
         self._tokenizer = tokenizer
 
     def tokenize(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
-        """``{"input_ids", "attention_mask"}``, each Tensor[B, L] (L = MAX_QUERY_LEN with PAD_MAX, truncated)."""
+        """``{"input_ids", "attention_mask"}``, each Tensor[B, L] (L = MAX_QUERY_LEN with PAD_MAX, truncated).
+
+        Captions longer than MAX_QUERY_LEN tokens are truncated; they are counted in ``long_captions`` and
+        the first one is warned about (once per model).
+        """
         if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
             raise TypeError("captions must be a list of strings, one per image")
         encoded = self.tokenizer(list(captions), max_length=self.max_query_len,
                                  padding="max_length" if self.pad_max else "longest", truncation=True,
                                  return_tensors="pt")
+        self._count_truncated(encoded, captions)
         return {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
+
+    def _count_truncated(self, encoded, captions: Sequence[str]) -> None:
+        encodings = getattr(encoded, "encodings", None) or []
+        long = [i for i, encoding in enumerate(encodings) if encoding.overflowing]
+        if not long:
+            return
+        if not self.long_captions:
+            logger.warning("a caption is longer than MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN = %d tokens and is "
+                           "truncated there (%r...); warned once, counted in model.long_captions",
+                           self.max_query_len, captions[long[0]][:80])
+        self.long_captions += len(long)
 
     def _text_input(self, captions, tokenizer_input, targets, batch_size: int, device) -> dict[str, torch.Tensor]:
         if tokenizer_input is not None:
