@@ -83,3 +83,20 @@ def test_package_imports_when_extension_is_blocked():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "OK"
     assert result.stderr.count("compiled kernel unavailable") == 1
+
+
+@pytest.mark.parametrize("statement", ["from maskrcnn_benchmark import _C", "import maskrcnn_benchmark._C"])
+def test_extension_imports_before_torch(statement):
+    # _C links against libc10.so, which the loader finds only once torch is imported: the package does that.
+    if not list((REPO_ROOT / "maskrcnn_benchmark").glob("_C*.so")):
+        pytest.skip("maskrcnn_benchmark._C is not built in this checkout")
+    code = (f"import sys; {statement}; import maskrcnn_benchmark; "
+            "print(sorted(k for k in ('torch', 'maskrcnn_benchmark._C') if k in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "['maskrcnn_benchmark._C', 'torch']"
+    light = subprocess.run([sys.executable, "-c", "import sys, maskrcnn_benchmark; print('torch' in sys.modules)"],
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                           env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    assert light.stdout.strip() == "False"  # the package itself stays light
