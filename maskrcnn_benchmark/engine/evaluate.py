@@ -21,7 +21,7 @@ from maskrcnn_benchmark.engine.inference import primary_metric
 from maskrcnn_benchmark.engine.runner import build_model, evaluate_datasets
 from maskrcnn_benchmark.engine.weights import load_inference_weights
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
-from maskrcnn_benchmark.utils.distributed import is_main_process
+from maskrcnn_benchmark.utils.distributed import is_main_process, unwrap_model
 
 __all__ = ["evaluate_checkpoint", "weight_name", "is_odinw_task", "infer_eval_task",
            "apply_postprocessing", "summarize_results"]
@@ -43,7 +43,7 @@ def apply_postprocessing(model, cfg) -> None:
     """
     from maskrcnn_benchmark.modeling.rpn.inference import build_atss_postprocessor
 
-    core = model.module if hasattr(model, "module") else model
+    core = unwrap_model(model)
     old = core.rpn.post_processor
     core.rpn.post_processor = build_atss_postprocessor(cfg, old.box_coder)
 

@@ -29,7 +29,13 @@ from typing import Any
 import torch
 
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
-from maskrcnn_benchmark.utils.distributed import broadcast_object, get_world_size, is_main_process, synchronize
+from maskrcnn_benchmark.utils.distributed import (
+    broadcast_object,
+    get_world_size,
+    is_main_process,
+    synchronize,
+    unwrap_model,
+)
 
 __all__ = ["inference", "primary_metric", "format_metrics_table", "GroundingQuery", "grounding_queries", "RunOptions"]
 
@@ -207,7 +213,7 @@ def _build_evaluator(cfg, dataset, dataset_name: str, output_folder: str | None)
 
 
 def _tokenizer_for(model, cfg):
-    core = model.module if hasattr(model, "module") else model
+    core = unwrap_model(model)
     tokenizer = getattr(core, "tokenizer", None)
     if tokenizer is not None:
         return tokenizer
@@ -298,7 +304,7 @@ def inference(
     task = _eval_task(cfg)
     dataset = data_loader.dataset
     model.eval()
-    model = model.module if hasattr(model, "module") else model  # DDP: evaluation needs no gradient sync
+    model = unwrap_model(model)  # DDP: evaluation needs no gradient sync
     if output_folder and is_main_process():
         os.makedirs(output_folder, exist_ok=True)
     plans = _detection_plans(cfg, dataset, model) if task == "detection" else None

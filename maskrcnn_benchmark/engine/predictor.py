@@ -70,6 +70,7 @@ from maskrcnn_benchmark.engine.weights import load_inference_weights
 from maskrcnn_benchmark.modeling.detector.chunked_prompts import PRECISIONS
 from maskrcnn_benchmark.structures.bounding_box import BoxList
 from maskrcnn_benchmark.structures.image_list import ImageList
+from maskrcnn_benchmark.utils.distributed import unwrap_model
 from maskrcnn_benchmark.utils.visualizer import color_for_label, draw_detections
 
 __all__ = ["Detections", "Prompt", "Predictor", "split_caption_into_phrases", "load_image", "color_for_label",
@@ -249,7 +250,7 @@ class Predictor:
     @property
     def tokenizer(self):
         """The model's tokenizer (``MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE``)."""
-        core = getattr(self.model, "module", self.model)
+        core = unwrap_model(self.model)
         return core.tokenizer
 
     # -- prompts -------------------------------------------------------------------------------------

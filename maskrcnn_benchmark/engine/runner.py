@@ -16,7 +16,7 @@ import torch
 
 from maskrcnn_benchmark.engine.inference import inference, primary_metric
 from maskrcnn_benchmark.engine.trainer import do_train, resolve_checkpoint_period
-from maskrcnn_benchmark.utils.distributed import get_rank, get_world_size, is_main_process
+from maskrcnn_benchmark.utils.distributed import get_rank, get_world_size, is_main_process, unwrap_model
 
 __all__ = [
     "TUNING_MODES",
@@ -168,7 +168,7 @@ def _nan_dumper(cfg, model):
         path = os.path.join(cfg.OUTPUT_DIR, f"nan_debug_{iteration:07d}.pth")
         from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save
 
-        state = (model.module if hasattr(model, "module") else model).state_dict()
+        state = unwrap_model(model).state_dict()
         atomic_torch_save({"model": state, "iteration": iteration}, path)
         logger.error("weights at the non-finite loss saved to %s", path)
 

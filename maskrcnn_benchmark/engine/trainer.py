@@ -46,6 +46,7 @@ from maskrcnn_benchmark.utils.distributed import (
     is_main_process,
     reduce_loss_dict,
     synchronize,
+    unwrap_model,
 )
 from maskrcnn_benchmark.utils.metric_logger import MetricLogger
 from maskrcnn_benchmark.utils.miscellaneous import get_rng_state, set_rng_state
@@ -146,10 +147,6 @@ class _LoopState:
     best_metric: float | None = None
     patience: int = 0
     terminated: bool = False
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def _batch_parts(batch):
@@ -312,7 +309,7 @@ class _Trainer:
             self.optimizer.step()
         self.scheduler.step()
         if self.model_ema is not None:
-            self.model_ema.update(_unwrap(self.model))
+            self.model_ema.update(unwrap_model(self.model))
         reduced = reduce_loss_dict(loss_dict)
         logged = {name: float(value) for name, value in reduced.items()}
         logged["loss"] = sum(logged.values())
@@ -325,7 +322,7 @@ class _Trainer:
         if self.validator is None:
             return
         use_ema = bool(getattr(self.cfg.SOLVER, "USE_EMA_FOR_MONITOR", False)) and self.model_ema is not None
-        eval_model = self.model_ema.module if use_ema and hasattr(self.model_ema, "module") else self.model
+        eval_model = self.model_ema.module if use_ema else self.model
         metric = self.validator(eval_model, self.state.iteration)
         self.model.train()
         if metric is None:

@@ -17,13 +17,11 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from maskrcnn_benchmark.utils.distributed import unwrap_model
+
 __all__ = ["ModelEMA", "evaluation_model"]
 
 logger = logging.getLogger(__name__)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(getattr(model, "module", None), nn.Module) else model
 
 
 class ModelEMA:
@@ -43,7 +41,7 @@ class ModelEMA:
     def __init__(self, model: nn.Module, decay: float = 0.999, device: torch.device | None = None):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"SOLVER.MODEL_EMA must be in [0, 1), got {decay}")
-        self.module = copy.deepcopy(_unwrap(model)).eval()
+        self.module = copy.deepcopy(unwrap_model(model)).eval()
         if device is not None:
             self.module.to(device)
         for param in self.module.parameters():
@@ -54,7 +52,7 @@ class ModelEMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """One EMA step towards ``model``'s current weights."""
-        current = _unwrap(model).state_dict()
+        current = unwrap_model(model).state_dict()
         for key, averaged in self.module.state_dict().items():
             value = current[key].detach().to(averaged.device)
             if averaged.dtype.is_floating_point:
@@ -66,7 +64,7 @@ class ModelEMA:
     @torch.no_grad()
     def set_from(self, model: nn.Module) -> None:
         """Resets the average to ``model``'s weights."""
-        self.module.load_state_dict(_unwrap(model).state_dict())
+        self.module.load_state_dict(unwrap_model(model).state_dict())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights (same keys as the model's state dict; upstream's ``model_ema`` entry)."""

@@ -38,6 +38,7 @@ import torch
 
 from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save, atomic_write_text
 from maskrcnn_benchmark.utils.cli_errors import add_debug_argument, report_user_errors
+from maskrcnn_benchmark.utils.distributed import unwrap_model
 from maskrcnn_benchmark.utils.miscellaneous import get_rng_state, set_rng_state
 from maskrcnn_benchmark.utils.model_serialization import (
     CheckpointMismatchError,
@@ -258,10 +259,6 @@ def load_checkpoint(model: torch.nn.Module, path: str, use_ema: bool = False, ki
 # ---------------------------------------------------------------------------------------------------
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, torch.nn.Module) else model
-
-
 class DetectronCheckpointer:
     """Saves and restores training state; upstream's class name and main calls are kept.
 
@@ -295,7 +292,7 @@ class DetectronCheckpointer:
 
     def checkpoint_data(self, **extra: Any) -> dict[str, Any]:
         """The dict :meth:`save` writes (upstream keys + resume fields + ``extra``)."""
-        data: dict[str, Any] = {"model": _unwrap(self.model).state_dict()}
+        data: dict[str, Any] = {"model": unwrap_model(self.model).state_dict()}
         if self.optimizer is not None:
             data["optimizer"] = self.optimizer.state_dict()
         if self.scheduler is not None:
@@ -411,7 +408,7 @@ class DetectronCheckpointer:
             else:
                 logger.warning("%s has no model_ema; EMA restarts from the loaded weights", path)
                 if hasattr(self.ema, "set_from"):
-                    self.ema.set_from(_unwrap(self.model))
+                    self.ema.set_from(unwrap_model(self.model))
         if not skip_optimizer:
             for name, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler),
                               ("scaler", self.scaler)):

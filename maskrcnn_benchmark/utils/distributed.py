@@ -1,10 +1,11 @@
-"""Process-group helpers: rank/world size, barriers, gathering Python objects, reducing loss dicts.
+"""Process-group helpers: rank/world size, barriers, gathering Python objects, reducing loss dicts, unwrapping.
 
 Every helper works without an initialised process group (single process): then rank is 0, world size 1,
 gathers return ``[obj]`` and reductions are the identity. ``init_distributed_from_env`` reads the variables
 that ``torchrun`` (and the deprecated ``torch.distributed.launch``) export - ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` - and starts NCCL on GPUs, gloo on CPUs. Multi-node runs are
 plain ``torchrun --nnodes N --node_rank i --rdzv_endpoint host:port``; there is no home-made launcher.
+:func:`unwrap_model` is the one place that looks through DDP / DataParallel / ``torch.compile`` wrappers.
 """
 
 from __future__ import annotations
@@ -31,12 +32,30 @@ __all__ = [
     "all_reduce_max",
     "init_distributed_from_env",
     "cleanup_distributed",
+    "unwrap_model",
 ]
 
 logger = logging.getLogger(__name__)
 
 # Upstream uses a 2 h timeout so that a slow rank (e.g. rank 0 evaluating) does not kill the others.
 DEFAULT_TIMEOUT = datetime.timedelta(seconds=7200)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside its wrappers: DDP and DataParallel (``.module``), ``torch.compile`` (``._orig_mod``).
+
+    Wrappers may be nested (a compiled DDP model); anything else is returned as it is. Saving, EMA updates and
+    calls on the detector's own methods go through this, so state-dict keys never carry ``module.`` or
+    ``_orig_mod.``.
+    """
+    while isinstance(model, torch.nn.Module):
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+    return model
 
 
 def is_dist_avail_and_initialized() -> bool:

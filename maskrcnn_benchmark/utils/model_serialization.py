@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from maskrcnn_benchmark.utils.distributed import unwrap_model
 from maskrcnn_benchmark.utils.key_map import (
     DERIVED_BUFFER_PATTERN,
     FILE_KINDS,
@@ -362,7 +363,7 @@ def load_state_dict(
             tensor of the file fits the model.
         ValueError: unknown ``kind``.
     """
-    model = getattr(model, "module", model)
+    model = unwrap_model(model)
     state_dict = strip_prefix_if_present(state_dict, "module.")
     if kind is not None and kind not in FILE_KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}; known: {sorted(FILE_KINDS)}")

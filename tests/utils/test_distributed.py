@@ -54,3 +54,36 @@ def test_two_process_gloo_collectives():
     for _rank, ranks, t1, mean, total, biggest, sent in results:
         assert ranks == [0, 1] and t1 == 1.0
         assert mean == 1.5 and total == 3.0 and biggest == 10.0 and sent == "hello"
+
+
+def test_unwrap_model_looks_through_every_wrapper_and_nothing_else():
+    from torch import nn
+
+    from maskrcnn_benchmark.solver.ema import ModelEMA
+
+    net = nn.Sequential(nn.Linear(2, 2))
+    assert comm.unwrap_model(net) is net
+    data_parallel = nn.DataParallel(net)  # the same ``.module`` attribute as DistributedDataParallel
+    assert comm.unwrap_model(data_parallel) is net
+    compiled_wrapper = nn.Module()
+    compiled_wrapper._orig_mod = data_parallel  # torch.compile's OptimizedModule around a DDP model
+    assert comm.unwrap_model(compiled_wrapper) is net
+    ema = ModelEMA(data_parallel, 0.5)  # not a module: returned as it is, its averaged copy never unwrapped
+    assert comm.unwrap_model(ema) is ema and isinstance(ema.module, nn.Sequential)
+    holder = nn.Module()
+    holder.module = "not a module"
+    assert comm.unwrap_model(holder) is holder
+
+
+def test_no_other_spelling_of_unwrapping_in_the_package():
+    """Every DDP unwrapping goes through ``unwrap_model`` (the issue counted 14 spellings in 3 forms)."""
+    import re
+    from pathlib import Path
+
+    package = Path(comm.__file__).resolve().parents[1]
+    spellings = re.compile(r"""hasattr\([^)]*["']module["']\)|getattr\([^)]*["'](module|_orig_mod)["']|"""
+                           r"""def _unwrap\b|\bmodel\.module\b""")
+    found = [f"{path.relative_to(package)}:{number}: {line.strip()}"
+             for path in sorted(package.rglob("*.py")) if path.name != "distributed.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1) if spellings.search(line)]
+    assert found == []
