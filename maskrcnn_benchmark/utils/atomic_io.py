@@ -5,20 +5,41 @@ destination only when the write succeeded, so a crash or an exception leaves eit
 new one, never a partial file. The destination folder is created when missing. All functions take the
 destination path first, except :func:`atomic_torch_save`, which keeps ``torch.save``'s ``(obj, path)``
 order.
+
+The temporary file is ``.<name>.<8 random characters>.tmp`` beside the destination, created with mode 0666
+less the process umask (what ``open(path, "w")`` gives; ``tempfile.mkstemp`` would give 0600). A kill
+(SIGKILL, power loss) can leave one behind; :func:`remove_stale_temp_files` removes those of given names,
+and the checkpointer calls it before its first save.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
+import logging
 import os
-import tempfile
-from collections.abc import Iterator
+import re
+import secrets
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "json_default"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "json_default",
+    "remove_stale_temp_files",
+]
+
+logger = logging.getLogger(__name__)
+
+# ".<destination name>.<8 random characters>.tmp": ours (secrets.token_hex) and older files of ours
+# (tempfile.mkstemp: lowercase letters, digits and "_").
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 def _fsync_dir(directory: str) -> None:
@@ -33,6 +54,50 @@ def _fsync_dir(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _create_temp(directory: str, name: str) -> tuple[int, str]:
+    """Creates ``directory/.<name>.<random>.tmp`` exclusively, mode 0666 less the umask; returns (fd, path)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file for {name} in {directory}")
+
+
+def remove_stale_temp_files(directory: str, names: Iterable[str]) -> list[str]:
+    """Removes temporary files that interrupted atomic writes left in ``directory``.
+
+    Only files named ``.<name>.<8 random characters>.tmp`` whose ``<name>`` matches one of the glob
+    patterns ``names`` are touched (e.g. ``("*.pth", "last_checkpoint")`` for a checkpoint folder); call it
+    only where no other process is writing those names at the same time.
+
+    Returns:
+        The removed paths (each is logged).
+    """
+    patterns = list(names)
+    removed: list[str] = []
+    try:
+        entries = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in sorted(entries):
+        match = _TEMP_NAME.match(entry)
+        path = os.path.join(directory, entry)
+        if not match or not any(fnmatch.fnmatchcase(match.group("name"), p) for p in patterns):
+            continue
+        if not os.path.isfile(path) or os.path.islink(path):
+            continue
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+        logger.info("removed %s, left by an interrupted save", path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -56,7 +121,7 @@ def atomic_write(path: str, mode: str = "w", encoding: str | None = None) -> Ite
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = _create_temp(directory, os.path.basename(path))
     text_encoding = None if "b" in mode else (encoding or "utf-8")
     try:
         with os.fdopen(fd, mode, encoding=text_encoding) as handle:
