@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated task YAML paths or globs")
     parser.add_argument("--skip-train", dest="skip_train", action="store_true", help="only evaluate")
     parser.add_argument("--skip_optimizer_resume", action="store_true",
-                        help="when resuming, do not restore optimizer/scheduler state")
+                        help="when resuming, keep the weights, EMA and iteration but start a fresh optimizer (its "
+                             "schedule continues at the resumed iteration)")
     parser.add_argument("--custom_shot_and_epoch_and_general_copy", default=None, metavar="S_E_C",
                         help='few-shot setting "shots_epochs_copies", e.g. 3_200_4 (0_200_1 = all data)')
     parser.add_argument("--shuffle_seeds", default=None,

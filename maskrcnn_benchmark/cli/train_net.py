@@ -4,7 +4,9 @@
     torchrun --nproc_per_node 8 tools/train_net.py --config-file CONFIG --skip-test MODEL.WEIGHT W.pth
     (multi-node: torchrun --nnodes N --node_rank i --rdzv_endpoint HOST:PORT ...)
 
-A relaunch with the same OUTPUT_DIR resumes from ``OUTPUT_DIR/last_checkpoint``. Unless ``--skip-test`` is given,
+A relaunch with the same OUTPUT_DIR resumes from ``OUTPUT_DIR/last_checkpoint`` (``--skip_optimizer_resume``: with a
+fresh optimizer, e.g. after changing the learning rates). Training that turns NaN/inf stops with a one-line message
+and a non-zero exit status, having saved nothing non-finite. Unless ``--skip-test`` is given,
 the trained model is evaluated on DATASETS.TEST at the end (upstream's flag was a no-op).
 
 The same tool as ``fiber-train`` (installed console script) and ``python tools/train_net.py`` (upstream's path).
@@ -34,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disable_output_distributed", action="store_true",
                         help="let every rank log, not only rank 0")
     parser.add_argument("--debug_nan_checkpoint", action="store_true",
-                        help="save the weights to OUTPUT_DIR/nan_debug_<iter>.pth when the loss turns non-finite")
+                        help="save the weights to OUTPUT_DIR/nan_debug_<iter>.pth when the loss, the gradients or "
+                             "the weights turn non-finite")
+    parser.add_argument("--skip_optimizer_resume", action="store_true",
+                        help="when resuming, keep the weights, EMA and iteration but start a fresh optimizer (its "
+                             "schedule continues at the resumed iteration): after a change of SOLVER.BASE_LR, "
+                             "LANG_LR, ... or of the frozen parts that alters the optimizer's parameter groups")
     parser.add_argument("--override_output_dir", default=None, help="use this OUTPUT_DIR instead of the config's")
     return parser
 
@@ -54,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(args.config_file, os.path.join(cfg.OUTPUT_DIR, "original_config.yaml"))
     device = resolve_device(cfg)
     model, summary = train(cfg, distributed, device, use_tensorboard=args.use_tensorboard,
-                           debug_nan_checkpoint=args.debug_nan_checkpoint)
+                           debug_nan_checkpoint=args.debug_nan_checkpoint,
+                           skip_optimizer_resume=args.skip_optimizer_resume)
     log.info("training finished: %s", {k: v for k, v in summary.items() if k != "meters"})
     if not args.skip_test and len(cfg.DATASETS.TEST) > 0:
         synchronize()

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from maskrcnn_benchmark.engine.inference import inference, primary_metric
-from maskrcnn_benchmark.engine.trainer import do_train, resolve_checkpoint_period
+from maskrcnn_benchmark.engine.trainer import TrainSettings, make_grad_scaler, run_training
 from maskrcnn_benchmark.utils.distributed import get_rank, get_world_size, is_main_process, unwrap_model
 
 __all__ = [
@@ -170,9 +170,24 @@ def _nan_dumper(cfg, model):
 
         state = unwrap_model(model).state_dict()
         atomic_torch_save({"model": state, "iteration": iteration}, path)
-        logger.error("weights at the non-finite loss saved to %s", path)
+        logger.error("weights at the non-finite loss, gradient or weight saved to %s (not a resume point)", path)
 
     return dump
+
+
+def _resume_or_initialise(cfg, model, settings, skip_optimizer_resume: bool, weight: str | None):
+    """Optimizer, scheduler, EMA, scaler and checkpointer; resumed from ``last_checkpoint`` or initialised from
+    the weight file. Returns the checkpointer, whose ``state`` is the run's :class:`TrainingState`."""
+    from maskrcnn_benchmark.solver import make_lr_scheduler, make_model_ema, make_optimizer
+    from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
+
+    optimizer = make_optimizer(cfg, model)
+    checkpointer = DetectronCheckpointer(cfg, model, optimizer, make_lr_scheduler(cfg, optimizer), cfg.OUTPUT_DIR,
+                                         save_to_disk=is_main_process(), ema=make_model_ema(cfg, model),
+                                         scaler=make_grad_scaler(settings.amp))
+    weight_path = "" if checkpointer.has_checkpoint() else resolve_weight_path(weight or cfg.MODEL.WEIGHT)
+    checkpointer.load(weight_path, skip_optimizer=skip_optimizer_resume)
+    return checkpointer
 
 
 def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = False,
@@ -187,42 +202,33 @@ def train(cfg, distributed: bool, device: torch.device, use_tensorboard: bool = 
         distributed: a process group is running.
         device: training device.
         use_tensorboard: write TensorBoard events.
-        skip_optimizer_resume: when resuming, do not restore optimizer/scheduler state.
-        debug_nan_checkpoint: save the weights when a non-finite loss stops training.
+        skip_optimizer_resume: when resuming, keep the fresh optimizer and scheduler (the schedule continues at
+            the resumed iteration): for a config change that alters the optimizer's parameter groups.
+        debug_nan_checkpoint: save the weights when a non-finite loss, gradient or weight stops training.
         weight: overrides MODEL.WEIGHT.
-    """
-    from maskrcnn_benchmark.solver import make_lr_scheduler, make_model_ema, make_optimizer
-    from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer
 
+    Raises:
+        NonFiniteError: training turned NaN/inf (nothing non-finite was saved).
+        OptimizerMismatchError: resuming with an optimizer whose parameter groups changed.
+    """
     model = build_model(cfg, device)
     loader = _train_loader(cfg, distributed, start_iter=0)  # derives SOLVER.MAX_ITER from MAX_EPOCH if set
-    optimizer = make_optimizer(cfg, model)
-    scheduler = make_lr_scheduler(cfg, optimizer)
-    ema = make_model_ema(cfg, model)
-    checkpointer = DetectronCheckpointer(cfg, model, optimizer, scheduler, cfg.OUTPUT_DIR,
-                                         save_to_disk=is_main_process(), ema=ema)
-    weight_path = "" if checkpointer.has_checkpoint() else resolve_weight_path(weight or cfg.MODEL.WEIGHT)
-    extras = checkpointer.load(weight_path, skip_optimizer=skip_optimizer_resume)
-    arguments: dict[str, Any] = {"iteration": 0}
-    if checkpointer.has_checkpoint():
-        arguments.update(extras)
-    start_iter = int(arguments.get("iteration", 0))
-    if start_iter > 0:
-        loader = _train_loader(cfg, distributed, start_iter=start_iter)
+    settings = TrainSettings.from_config(cfg, device, use_tensorboard=use_tensorboard)
+    checkpointer = _resume_or_initialise(cfg, model, settings, skip_optimizer_resume, weight)
+    state = checkpointer.state
+    if state.progress.iteration > 0:
+        loader = _train_loader(cfg, distributed, start_iter=state.progress.iteration)
     image_ids = train_image_ids(loader)
     if image_ids is not None:
         logger.info("training on %d images (ids %s%s)", len(image_ids), image_ids[:20],
                     " ..." if len(image_ids) > 20 else "")
-    wrapped = _wrap_ddp(model, cfg, device)
-    validator = _make_validator(cfg, distributed, device)
-    summary = do_train(
-        cfg, wrapped, loader, optimizer, scheduler, checkpointer, device,
-        resolve_checkpoint_period(cfg, int(cfg.SOLVER.MAX_ITER)), arguments, validator=validator, model_ema=ema,
-        use_tensorboard=use_tensorboard, on_nan=_nan_dumper(cfg, model) if debug_nan_checkpoint else None)
+    summary = run_training(_wrap_ddp(model, cfg, device), state, loader, settings, checkpointer=checkpointer,
+                           device=device, validator=_make_validator(cfg, distributed, device),
+                           on_nan=_nan_dumper(cfg, model) if debug_nan_checkpoint else None)
     summary["train_image_ids"] = image_ids
     from maskrcnn_benchmark.solver import evaluation_model
 
-    return evaluation_model(model, ema, bool(cfg.TEST.USE_EMA_WEIGHTS)), summary
+    return evaluation_model(model, state.ema, bool(cfg.TEST.USE_EMA_WEIGHTS)), summary
 
 
 def evaluate_datasets(cfg, model, distributed: bool, device: torch.device, output_root: str) -> dict[str, Any]:

@@ -8,15 +8,10 @@
   :mod:`maskrcnn_benchmark.utils.key_map` (upstream training checkpoints with or without ``module.``,
   their ``model_ema``; coarse-stage, Swin ImageNet and roberta-base files) and logs a grouped report.
 * :class:`DetectronCheckpointer` (upstream's name, kept for users' scripts) saves atomically (temporary
-  file + ``os.replace``) with upstream's key layout, keeps the ``last_checkpoint`` pointer and resumes
-  model, EMA, optimizer, scheduler, AMP scaler, iteration and RNG states.
-
-Checkpoint layout written by :meth:`DetectronCheckpointer.save` (upstream's plus our resume fields)::
-
-    {"model": state_dict,            # keys identical to upstream (no "module.")
-     "model_ema": state_dict,        # when EMA is on (same keys)
-     "optimizer": ..., "scheduler": ..., "scaler": ...,
-     "iteration": int, "rng_state": {...}, "best_metric": float, ...extra}
+  file + ``os.replace``) with upstream's key layout, never a file with NaN/inf weights, keeps the
+  ``last_checkpoint`` pointer and resumes a run. What a training checkpoint holds (model, EMA, optimizer,
+  scheduler, AMP scaler, counters, RNG states, config) and how a resume puts it back is
+  :class:`maskrcnn_benchmark.utils.training_state.TrainingState`, the one place for both.
 """
 
 from __future__ import annotations
@@ -36,9 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save, atomic_write_text
+from maskrcnn_benchmark.utils.atomic_io import atomic_torch_save, atomic_write_text, remove_stale_temp_files
 from maskrcnn_benchmark.utils.cli_errors import add_debug_argument, report_user_errors
-from maskrcnn_benchmark.utils.distributed import unwrap_model
 from maskrcnn_benchmark.utils.miscellaneous import get_rng_state, set_rng_state
 from maskrcnn_benchmark.utils.model_serialization import (
     CheckpointMismatchError,
@@ -46,10 +40,18 @@ from maskrcnn_benchmark.utils.model_serialization import (
     load_state_dict,
     strip_prefix_if_present,
 )
+from maskrcnn_benchmark.utils.training_state import (
+    NonFiniteError,
+    OptimizerMismatchError,
+    TrainingState,
+    check_finite_weights,
+)
 
 __all__ = [
     "CheckpointMismatchError",
     "UnsafeCheckpointError",
+    "NonFiniteError",
+    "OptimizerMismatchError",
     "load_checkpoint_file",
     "extract_state_dict",
     "load_checkpoint",
@@ -60,10 +62,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Top-level entries of a training checkpoint that are not model weights.
-RESUME_FIELDS = ("optimizer", "scheduler", "scaler", "iteration", "rng_state", "best_metric")
-
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file needs Python pickle (arbitrary code) to be read."""
@@ -262,16 +260,20 @@ def load_checkpoint(model: torch.nn.Module, path: str, use_ema: bool = False, ki
 class DetectronCheckpointer:
     """Saves and restores training state; upstream's class name and main calls are kept.
 
+    What a checkpoint holds, and how a resume puts it back, is
+    :class:`maskrcnn_benchmark.utils.training_state.TrainingState` (``self.state``); this class finds files
+    (``last_checkpoint``), reads model weights of any kind through the key map, and writes atomically.
+
     Args:
-        cfg: the config (optional; only kept for upstream's signature).
+        cfg: the run's config (saved in each checkpoint as YAML, compared with it on resume), or None.
         model: the model (DDP-wrapped or not; saved unwrapped).
         optimizer, scheduler: saved/restored when given.
         save_dir: folder of checkpoints and of the ``last_checkpoint`` pointer.
         save_to_disk: False on non-zero ranks (then :meth:`save` does nothing).
+        logger: accepted for upstream's signature and ignored (this module logs through ``logging``).
         ema: a :class:`maskrcnn_benchmark.solver.ema.ModelEMA` (or anything with ``state_dict`` /
             ``load_state_dict``), saved as ``model_ema``.
         scaler: an AMP ``GradScaler``, saved as ``scaler``.
-        logger: accepted for upstream's signature and ignored (this module logs through ``logging``).
     """
 
     def __init__(self, cfg=None, model: torch.nn.Module | None = None, optimizer=None, scheduler=None,
@@ -279,36 +281,34 @@ class DetectronCheckpointer:
         if model is None:
             raise TypeError("DetectronCheckpointer needs a model")
         self.cfg = cfg
-        self.model = model
-        self.optimizer = optimizer
-        self.scheduler = scheduler
+        self.state = TrainingState(model, optimizer, scheduler, ema=ema, scaler=scaler, config=cfg)
         self.save_dir = save_dir
         self.save_to_disk = bool(save_to_disk) if save_to_disk is not None else True
-        self.ema = ema
-        self.scaler = scaler
         self.last_report: LoadReport | None = None
+        self._temp_files_checked = False
+
+    model = property(lambda self: self.state.model, doc="the model (as given; saved unwrapped)")
+    optimizer = property(lambda self: self.state.optimizer, doc="the optimizer or None")
+    scheduler = property(lambda self: self.state.scheduler, doc="the LR scheduler or None")
+    ema = property(lambda self: self.state.ema, doc="the EMA or None")
+    scaler = property(lambda self: self.state.scaler, doc="the AMP GradScaler or None")
 
     # -- saving --------------------------------------------------------------------------------------
 
     def checkpoint_data(self, **extra: Any) -> dict[str, Any]:
-        """The dict :meth:`save` writes (upstream keys + resume fields + ``extra``)."""
-        data: dict[str, Any] = {"model": unwrap_model(self.model).state_dict()}
-        if self.optimizer is not None:
-            data["optimizer"] = self.optimizer.state_dict()
-        if self.scheduler is not None:
-            data["scheduler"] = self.scheduler.state_dict()
-        # The training loop may pass these itself (e.g. per-rank RNG states); its values win.
-        if self.ema is not None and "model_ema" not in extra:
-            data["model_ema"] = self.ema.state_dict()
-        if self.scaler is not None and "scaler" not in extra:
-            data["scaler"] = self.scaler.state_dict()
-        if "rng_state" not in extra:
-            data["rng_state"] = get_rng_state()
+        """The dict :meth:`save` writes: ``self.state.to_checkpoint()`` updated with ``extra``.
+
+        The training loop passes its per-rank ``rng_state`` and counters in ``extra``; its values win.
+        """
+        data = self.state.to_checkpoint(rng_state=extra.pop("rng_state", None))
         data.update(extra)
         return data
 
     def save(self, name: str, **extra: Any) -> str | None:
         """Writes ``<save_dir>/<name>.pth`` atomically and points ``last_checkpoint`` at it.
+
+        Temporary files that interrupted saves of this folder left behind (``.<name>.pth.<random>.tmp``) are
+        removed before the first save.
 
         Args:
             name: file name without ``.pth`` (e.g. ``model_0002500``, ``model_final``, ``model_best``).
@@ -316,11 +316,20 @@ class DetectronCheckpointer:
 
         Returns:
             The written path, or None when this rank does not save.
+
+        Raises:
+            NonFiniteError: the model or EMA weights hold NaN/inf (nothing is written, the pointer is kept).
         """
         if not self.save_dir or not self.save_to_disk:
             return None
         path = os.path.join(self.save_dir, f"{name}.pth")
-        atomic_torch_save(self.checkpoint_data(**extra), path)
+        data = self.checkpoint_data(**extra)
+        iteration = data.get("iteration")
+        check_finite_weights(data, f"{'' if iteration is None else f'iteration {iteration}: '}not writing {path}")
+        if not self._temp_files_checked:
+            remove_stale_temp_files(self.save_dir, ("*.pth", "last_checkpoint"))
+            self._temp_files_checked = True
+        atomic_torch_save(data, path)
         self.tag_last_checkpoint(path)
         logger.info("saved checkpoint %s", path)
         return path
@@ -368,10 +377,13 @@ class DetectronCheckpointer:
             f: checkpoint path (any supported kind); None / "" -> only resume if possible.
             force: load ``f`` even when ``last_checkpoint`` exists.
             keyword: ``"model"`` or ``"model_ema"`` (upstream's argument).
-            skip_optimizer: do not restore optimizer/scheduler/scaler even when resuming.
+            skip_optimizer: when resuming, keep the fresh optimizer and scheduler (the schedule is stepped to the
+                resumed iteration): resumes the weights after a config change of the parameter groups.
             use_ema: load the EMA weights (same as ``keyword="model_ema"``).
-            resume: restore optimizer, scheduler, EMA, scaler and RNG states; None -> True exactly when the
-                file came from ``last_checkpoint``.
+            resume: restore the training state (``self.state.restore``: optimizer, scheduler, EMA, scaler,
+                counters; the RNG states wait for ``self.state.restore_rng()``, which the training loop calls
+                once its data-loader iterator exists); None -> True exactly when the file came from
+                ``last_checkpoint``. Without it, an EMA restarts from the loaded weights.
             strict: raise :class:`CheckpointMismatchError` unless every key fits.
             kind: force the file kind (see :mod:`maskrcnn_benchmark.utils.key_map`).
             use_latest: consider ``last_checkpoint`` at all.
@@ -379,6 +391,10 @@ class DetectronCheckpointer:
         Returns:
             The checkpoint's other entries (``iteration``, ``best_metric``, ``model_ema``, ``scaler``,
             ``rng_state``, user extras) as a dict; empty when nothing was loaded.
+
+        Raises:
+            OptimizerMismatchError: resuming, and the saved optimizer's parameter groups do not fit the
+                optimizer's (the message names the config keys that changed them and the way out).
         """
         from_pointer = False
         if use_latest and not force and self.has_checkpoint():
@@ -396,36 +412,12 @@ class DetectronCheckpointer:
         self.last_report = load_state_dict(self.model, state_dict, kind=kind, strict=strict,
                                            source=f"{f} [{'model_ema' if use_ema else 'model'}]")
         if resume:
-            self._restore_training_state(checkpoint, f, skip_optimizer)
-        # model_ema / scaler / rng_state stay in the result: the training loop restores them too.
+            self.state.restore(checkpoint, f, restore_optimizer=not skip_optimizer)
+        else:
+            self.state.restart_ema()  # the EMA follows the newly loaded weights
+        # Upstream returns the file's other entries; model_ema / scaler / rng_state stay in them.
         consumed = {"model", "optimizer", "scheduler", "state_dict"}
         return {k: v for k, v in checkpoint.items() if k not in consumed}
-
-    def _restore_training_state(self, checkpoint: Mapping[str, Any], path: str, skip_optimizer: bool) -> None:
-        if self.ema is not None:
-            if "model_ema" in checkpoint:
-                self.ema.load_state_dict(strip_prefix_if_present(checkpoint["model_ema"], "module."))
-            else:
-                logger.warning("%s has no model_ema; EMA restarts from the loaded weights", path)
-                if hasattr(self.ema, "set_from"):
-                    self.ema.set_from(unwrap_model(self.model))
-        if not skip_optimizer:
-            for name, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler),
-                              ("scaler", self.scaler)):
-                if obj is None:
-                    continue
-                if name in checkpoint:
-                    obj.load_state_dict(checkpoint[name])
-                    logger.info("restored %s state from %s", name, path)
-                else:
-                    logger.warning("%s has no %s state; it starts fresh", path, name)
-        rng_state = checkpoint.get("rng_state")
-        if isinstance(rng_state, (list, tuple)):  # one state per rank, as the training loop saves them
-            from maskrcnn_benchmark.utils.distributed import get_rank
-
-            rng_state = rng_state[get_rank()] if get_rank() < len(rng_state) else rng_state[0]
-        if rng_state is not None:
-            set_rng_state(rng_state)
 
 
 #: Short alias.

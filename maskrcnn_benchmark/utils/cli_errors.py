@@ -5,7 +5,9 @@ Used by :func:`maskrcnn_benchmark.engine.defaults.run_tool` (tools/*.py) and by 
 
 A user error is a ``ValueError`` (bad file contents, bad values; also ``UserInputError`` and the readers'
 ``ImageReadError``), a ``FileNotFoundError``, a ``KeyError`` or ``TypeError`` raised with a message, or an
-``OSError`` about a named path (permission denied, a file where a folder should be, ...). Its whole message is
+``OSError`` about a named path (permission denied, a file where a folder should be, ...), or a
+``FloatingPointError`` (training that turned NaN/inf, e.g. from too high a learning rate; nothing non-finite was
+saved). Its whole message is
 printed as ``error: <Type>: <message>`` on stderr (every line of it: a checkpoint refusal keeps its convert
 command, a shape mismatch its key report), without ANSI escape codes, and the process exits with status 2.
 ``--debug`` (or ``FIBER_DEBUG=1``) re-raises it instead, with the full traceback. Anything else is a bug and
@@ -22,7 +24,7 @@ from collections.abc import Callable
 
 __all__ = ["USER_ERRORS", "add_debug_argument", "debug_requested", "user_error_message", "report_user_errors"]
 
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError, TypeError, OSError)
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError, TypeError, OSError, FloatingPointError)
 DEBUG_HINT = "--debug shows the traceback"
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")

@@ -209,3 +209,85 @@ def test_checkpoint_period_from_epochs():
     assert resolve_checkpoint_period(cfg, 1200) == 100
     cfg.SOLVER.CHECKPOINT_PER_EPOCH = 0.001
     assert resolve_checkpoint_period(cfg, 12) == 1
+
+
+def test_resume_after_a_kill_past_a_metrics_row_logs_each_iteration_once(tmp_path):
+    cfg = make_cfg(str(tmp_path), max_iter=10)
+    model, optimizer, scheduler, loader, checkpointer, _ = _build(cfg)
+    original_forward = model.forward
+
+    def dying_forward(*args, **kwargs):
+        if model.calls == 6:  # rows 5 and 6 are written after the checkpoint at 4, then the run dies
+            raise Interrupt()
+        return original_forward(*args, **kwargs)
+
+    model.forward = dying_forward
+    with pytest.raises(Interrupt):
+        do_train(cfg, model, loader, optimizer, scheduler, checkpointer, "cpu", 4, {"iteration": 0}, log_period=1)
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"iteration": 7, "train/lo')  # and the kill cut a row short
+    assert [json.loads(line)["iteration"] for line in open(tmp_path / "metrics.jsonl")
+            if line.endswith("\n")] == [1, 2, 3, 4, 5, 6]
+
+    model, optimizer, scheduler, _, checkpointer, _ = _build(cfg)
+    extras = checkpointer.load_last()
+    loader = make_loader(NoisyDataset(), cfg.SOLVER.MAX_ITER, start_iter=extras["iteration"])
+    do_train(cfg, model, loader, optimizer, scheduler, checkpointer, "cpu", 4, dict(extras), log_period=1)
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [row["iteration"] for row in rows] == list(range(1, 11))
+
+
+def test_non_finite_gradient_stops_before_the_step_naming_the_parameter(tmp_path):
+    cfg = make_cfg(str(tmp_path), max_iter=6)
+    model, optimizer, scheduler, loader, checkpointer, _ = _build(cfg)
+    hook_calls = []
+
+    def poison(grad):  # a finite loss whose backward yields NaN in one parameter's gradient
+        hook_calls.append(1)
+        return grad * float("nan") if len(hook_calls) == 3 else grad
+
+    model.body[3].weight.register_hook(poison)
+    seen = []
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient at iteration 2 \(total norm nan\): first "
+                                                 r"in body.3.weight; the weights were not updated"):
+        do_train(cfg, model, loader, optimizer, scheduler, checkpointer, "cpu", 1, {"iteration": 0},
+                 on_nan=seen.append)
+    assert seen == [2]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert checkpointer.saved == ["model_0000001", "model_0000002"]
+
+
+def test_non_finite_weights_stop_training_before_a_save(tmp_path):
+    cfg = make_cfg(str(tmp_path), max_iter=8)
+    model, optimizer, scheduler, loader, checkpointer, _ = _build(cfg)
+
+    def overflow(optimizer, args, kwargs):  # finite gradients, but the last update overflows one weight
+        if model.calls == 8:
+            with torch.no_grad():
+                model.body[0].bias[1] = float("inf")
+
+    optimizer.register_step_post_hook(overflow)
+    with pytest.raises(FloatingPointError, match=r"iteration 8: not writing model_final.pth .*first body.0.bias"):
+        do_train(cfg, model, loader, optimizer, scheduler, checkpointer, "cpu", 4, {"iteration": 0})
+    assert checkpointer.saved == ["model_0000004"]
+
+
+def test_settings_come_from_the_config_and_the_trainer_takes_named_arguments(tmp_path):
+    from maskrcnn_benchmark.engine.trainer import TrainSettings, _Trainer
+    from maskrcnn_benchmark.utils.training_state import TrainingState
+
+    cfg = make_cfg(str(tmp_path), max_iter=30)
+    cfg.SOLVER.MAX_NEG_PER_BATCH = 0.3
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 2.5
+    cfg.SOLVER.AUTO_TERMINATE_PATIENCE = 3
+    settings = TrainSettings.from_config(cfg, "cpu", log_period=5)
+    assert (settings.max_iter, settings.checkpoint_period, settings.log_period) == (30, 4, 5)
+    assert settings.max_neg_fraction == 0.3 and settings.clip == (2.5, 2.0) and settings.patience_limit == 3
+    assert settings.output_dir == str(tmp_path) and not settings.amp.enabled
+    model, optimizer, scheduler, loader, _, _ = _build(cfg)
+    state = TrainingState(model, optimizer, scheduler)
+    with pytest.raises(TypeError):
+        _Trainer(model, state, loader, settings)  # keyword arguments only
+    trainer = _Trainer(model=model, state=state, data_loader=loader, settings=settings)
+    assert trainer.run()["iteration"] == 30 and state.progress.iteration == 30

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import pytest
 import torch
+import yaml
 from _tool_helpers import FAST_TRAIN_OPTS, TINY, TOOLS, run_tool, tool_env, write_fixed_size_coco
 
 pytestmark = pytest.mark.skipif(not TINY.is_file(), reason="configs/tiny/fiber_tiny.yaml is absent")
@@ -90,3 +92,48 @@ def test_two_process_torchrun_matches_one_process(tmp_path, bpe_tokenizer_dir):
     a, b = _first_loss(single), _first_loss(double)
     for key in ("train/loss", "train/loss_reg", "train/loss_centerness", "train/loss_dot_product_token"):
         assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key
+
+
+def _one_line_error(result):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_diverging_run_stops_and_saves_nothing_non_finite(tmp_path, bpe_tokenizer_dir):
+    data = write_fixed_size_coco(tmp_path / "data", num_images=6)
+    out = tmp_path / "out"
+    # The recipe (BASE_LR / LANG_LR 1.0, no warm-up) diverges only on some machines; 1000 always does.
+    args = _train_args(out, bpe_tokenizer_dir, 6, 1, extra=["SOLVER.WARMUP_ITERS", "0", "SOLVER.BASE_LR", "1000.0",
+                                                             "SOLVER.LANG_LR", "1000.0"])
+    result = run_tool(args, tmp_path, data)
+    assert result.returncode != 0
+    message = _one_line_error(result)
+    assert re.search(r"non-finite (gradient|loss) at iteration \d", message), message
+    assert not (out / "model_final.pth").exists()
+    saved = sorted(out.glob("*.pth"))
+    for path in saved:
+        weights = _weights(path)
+        assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()), path
+    assert saved and (out / (out / "last_checkpoint").read_text().strip()).is_file()
+
+
+@pytest.mark.slow
+def test_changed_lang_lr_names_the_key_and_resumes_with_a_fresh_optimizer(tmp_path, bpe_tokenizer_dir):
+    data = write_fixed_size_coco(tmp_path / "data", num_images=6)
+    out = tmp_path / "out"
+    first = run_tool(_train_args(out, bpe_tokenizer_dir, 2, 2), tmp_path, data)
+    assert first.returncode == 0, first.stderr[-3000:]
+    changed = ["SOLVER.LANG_LR", "0.001"]  # = BASE_LR: the language groups merge with the others
+    refused = run_tool(_train_args(out, bpe_tokenizer_dir, 4, 2, extra=changed), tmp_path, data)
+    assert refused.returncode != 0
+    message = _one_line_error(refused)
+    assert "SOLVER.LANG_LR (0.0001 -> 0.001)" in message and "--skip_optimizer_resume" in message, message
+    args = _train_args(out, bpe_tokenizer_dir, 4, 2, extra=changed)
+    args.insert(args.index("--skip-test") + 1, "--skip_optimizer_resume")
+    fresh = run_tool(args, tmp_path, data)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert "start training at iteration 2 of 4" in (out / "train_net_log.txt").read_text()
+    final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
+    assert final["iteration"] == 4 and yaml.safe_load(final["config"])["SOLVER"]["LANG_LR"] == 0.001

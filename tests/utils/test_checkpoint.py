@@ -514,6 +514,9 @@ def test_save_load_round_trip_and_resume(tmp_path):
     for a, b in zip(fopt.state_dict()["state"].values(), opt.state_dict()["state"].values()):
         torch.testing.assert_close(a["momentum_buffer"], b["momentum_buffer"], rtol=0, atol=0)
     assert fsched.state_dict() == sched.state_dict()
+    # The RNG states wait for the training loop (it restores them once its data-loader iterator exists).
+    assert not torch.equal(torch.rand(3), expected_draws)
+    resumer.state.restore_rng()
     torch.testing.assert_close(torch.rand(3), expected_draws, rtol=0, atol=0)
 
     # Loading an explicit file does not restore the optimizer unless resume=True.
