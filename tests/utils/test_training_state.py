@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from maskrcnn_benchmark.config import cfg as default_cfg
+from maskrcnn_benchmark.config import get_cfg
 from maskrcnn_benchmark.solver import make_lr_scheduler, make_optimizer
 from maskrcnn_benchmark.solver.ema import ModelEMA
 from maskrcnn_benchmark.utils.checkpoint import DetectronCheckpointer, load_checkpoint_file
@@ -37,8 +37,7 @@ class _Detector(nn.Module):
 
 
 def _cfg(**solver):
-    cfg = default_cfg.clone()
-    cfg.defrost()
+    cfg = get_cfg()
     cfg.SOLVER.MAX_ITER = 40
     cfg.SOLVER.WARMUP_ITERS = 5
     cfg.SOLVER.STEPS = (0.5,)
