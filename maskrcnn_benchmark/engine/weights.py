@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from maskrcnn_benchmark.utils.checkpoint import extract_state_dict, load_checkpoint_file
+from maskrcnn_benchmark.utils.distributed import unwrap_model
 from maskrcnn_benchmark.utils.key_map import DERIVED_BUFFER_PATTERN
 from maskrcnn_benchmark.utils.model_serialization import (
     LoadReport,
@@ -33,6 +34,7 @@ from maskrcnn_benchmark.utils.model_serialization import (
     load_state_dict,
     plan_state_dict_load,
 )
+from maskrcnn_benchmark.utils.training_state import non_finite_tensors  # re-exported (one NaN/inf check)
 
 __all__ = ["DETECTOR_PARTS", "load_inference_weights", "non_finite_tensors", "untrained_parts"]
 
@@ -46,12 +48,6 @@ DETECTOR_PARTS = (
     ("rpn.head.", "DyHead and VL box head"),
 )
 _SHOWN_GROUPS = 3
-
-
-def non_finite_tensors(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
-    """The keys of the floating-point tensors holding a NaN or an infinite value, in the state dict's order."""
-    return [key for key, value in state_dict.items()
-            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
 
 
 def untrained_parts(keys: Sequence[str]) -> list[str]:
@@ -129,7 +125,7 @@ def load_inference_weights(model: torch.nn.Module, weight: str | None, use_ema: 
     path = resolve_weight_path(weight)
     state_dict = _read_state_dict(path, use_ema)
     source = f"{path} [{'model_ema' if use_ema else 'model'}]"
-    core = getattr(model, "module", model)
+    core = unwrap_model(model)
     plan = plan_state_dict_load({k: tuple(v.shape) for k, v in state_dict.items()},
                                 {k: tuple(v.shape) for k, v in core.state_dict().items()}, source=source)
     _check_fit(path, plan.report, allow_untrained)

@@ -44,7 +44,7 @@ __all__ = [
     "TrainingState",
     "NonFiniteError",
     "OptimizerMismatchError",
-    "first_non_finite",
+    "non_finite_tensors",
     "check_finite_weights",
     "FRESH_OPTIMIZER_HINT",
 ]
@@ -99,15 +99,14 @@ class TrainProgress:
         return asdict(self)
 
 
-def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> tuple[str | None, int]:
-    """The first key whose floating-point tensor holds NaN or infinity, and how many such tensors there are.
+def non_finite_tensors(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """The keys of the floating-point tensors holding a NaN or an infinite value, in the state dict's order.
 
-    Returns:
-        (key or None when every tensor is finite, number of non-finite tensors).
+    The one such check: before every save here, and when weights are loaded to run a model
+    (``engine/weights.load_inference_weights``).
     """
-    bad = [key for key, value in tensors.items()
-           if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
-    return (bad[0] if bad else None), len(bad)
+    return [key for key, value in state_dict.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def check_finite_weights(data: Mapping[str, Any], context: str) -> None:
@@ -121,10 +120,10 @@ def check_finite_weights(data: Mapping[str, Any], context: str) -> None:
         weights = data.get(entry)
         if not isinstance(weights, Mapping):
             continue
-        name, count = first_non_finite(weights)
-        if name is not None:
-            raise NonFiniteError(f"{context}: {count} of {len(weights)} {entry} tensors are NaN or infinite, "
-                                 f"first {name}")
+        bad = non_finite_tensors(weights)
+        if bad:
+            raise NonFiniteError(f"{context}: {len(bad)} of {len(weights)} {entry} tensors are NaN or infinite, "
+                                 f"first {bad[0]}")
 
 
 @dataclass(eq=False)

@@ -17,7 +17,7 @@ from maskrcnn_benchmark.utils.training_state import (
     OptimizerMismatchError,
     TrainingState,
     TrainProgress,
-    first_non_finite,
+    non_finite_tensors,
 )
 
 UPSTREAM_KEYS = {"model", "optimizer", "scheduler", "iteration"}
@@ -121,11 +121,11 @@ def test_old_checkpoints_without_new_entries_still_resume(tmp_path):
     assert _lrs(resumed.optimizer) == _lrs(state.optimizer)
 
 
-def test_first_non_finite_names_the_first_bad_tensor():
+def test_non_finite_tensors_in_order():
     tensors = {"a": torch.ones(2), "steps": torch.tensor(3), "b": torch.tensor([1.0, math.inf]),
                "c": torch.tensor([math.nan])}
-    assert first_non_finite(tensors) == ("b", 2)
-    assert first_non_finite({"a": torch.ones(1)}) == (None, 0)
+    assert non_finite_tensors(tensors) == ["b", "c"]
+    assert non_finite_tensors({"a": torch.ones(1)}) == []
 
 
 def test_non_finite_weights_are_never_written_nor_pointed_at(tmp_path):
