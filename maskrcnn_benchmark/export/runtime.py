@@ -213,7 +213,7 @@ class OnnxDetector(nn.Module):
             plans: prompts with ``caption`` and ``token_map`` (``{global label: [token index]}``).
             reuse_prefix, chunk_batch: accepted for the same call; the graph is one whole network pass, so each
                 plan runs as one session run over the batch.
-            precision: None or "fp32" (the graph is float32).
+            precision: None, "fp32" or "tf32" (the graph is float32; no half precision).
             check_label_slots: labels must lie in the configured label slots; False lets any label through.
 
         Returns:
@@ -221,7 +221,7 @@ class OnnxDetector(nn.Module):
             labels) and "scores": every plan's detections, concatenated in plan order.
         """
         del reuse_prefix, chunk_batch
-        if precision not in (None, "fp32"):
+        if precision not in (None, "fp32", "tf32"):  # the graph is float32 (tf32 only changes CUDA matmuls)
             raise ValueError(f"the ONNX graph runs in float32; precision {precision!r} is not available")
         if not plans:
             raise ValueError("detect_prompts: no prompt given")
