@@ -119,6 +119,27 @@ def test_predictor_on_onnxruntime_gives_pytorchs_detections(tiny_export, detecto
             assert_same_detections(got, want)
 
 
+def test_web_demo_on_onnxruntime(tiny_export, tmp_path):
+    """tools/app.py --onnx: the page's requests on the onnxruntime back end give PyTorch's rows."""
+    from maskrcnn_benchmark.engine.predictor import Predictor
+    from maskrcnn_benchmark.engine.web_demo import MODES, WebDemo
+    from maskrcnn_benchmark.export import onnx_predictor
+
+    path, weight, cfg, _ = tiny_export
+    image = scene(7, (170, 130))
+    on_torch = Predictor(cfg, weight=weight, device="cpu", pad_mode="canvas", canvas_size=CANVAS)
+    got = WebDemo(onnx_predictor(path), output_dir=str(tmp_path)).run(image, MODES[0], ", ".join(CLASSES), "", "", 0.3)
+    want = WebDemo(on_torch, output_dir=str(tmp_path)).run(image, MODES[0], ", ".join(CLASSES), "", "", 0.3)
+    assert got.ok and want.ok and len(got.rows) > 0
+
+    def as_table(rows):  # table rows: #, name, label, score (3 decimals), x1, y1, x2, y2 (1 decimal)
+        return SimpleNamespace(boxes=torch.tensor([row[4:] for row in rows]),
+                               scores=torch.tensor([row[3] for row in rows]),
+                               labels=torch.tensor([row[2] for row in rows]))
+
+    assert_same_detections(as_table(got.rows), as_table(want.rows), score_atol=1.1e-3, box_atol=0.11)
+
+
 def test_detect_prompts_merges_chunks_with_global_labels(model, detector):
     """The model's test-time entry point for chunked prompts, on onnxruntime, gives the model's detections."""
     from maskrcnn_benchmark.data.prompts import plan_detection_prompts
