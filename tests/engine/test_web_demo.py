@@ -1,6 +1,9 @@
 """The web demo's request handling (engine/web_demo.py) on the tiny model, without a browser."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +130,14 @@ def test_import_gradio_turns_analytics_off(monkeypatch):
         with pytest.raises(ImportError, match=r'pip install -e "\.\[app\]"'):
             import_gradio()
         return
-    import os
-
     assert import_gradio().__name__ == "gradio" and os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+def test_package_does_not_import_gradio():
+    """Gradio is an optional extra: importing the package, the Predictor or web_demo must not load it."""
+    code = ("import sys, maskrcnn_benchmark.engine.web_demo, maskrcnn_benchmark.engine.predictor, "
+            "maskrcnn_benchmark.export; print('gradio' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
