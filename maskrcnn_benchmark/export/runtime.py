@@ -112,6 +112,7 @@ class OnnxDetector(nn.Module):
         self.tokenizer_name, self.max_query_len, self.pad_max = (language.TOKENIZER_TYPE, language.MAX_QUERY_LEN,
                                                                  language.PAD_MAX)
         self._tokenizer = None
+        self.long_captions = 0  # captions truncated at MAX_QUERY_LEN by tokenize, as on GeneralizedVLRCNN
         self.rpn = RawOutputPostProcessor.from_config(self.cfg)
         self.eval()
 
@@ -156,6 +157,8 @@ class OnnxDetector(nn.Module):
     def tokenize(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
         """The model's own tokenisation (``GeneralizedVLRCNN.tokenize``: MAX_QUERY_LEN, PAD_MAX, truncation)."""
         return GeneralizedVLRCNN.tokenize(self, captions, device)
+
+    _count_truncated = GeneralizedVLRCNN._count_truncated
 
     # --------------------------------------------------------------------------------------------- network
     @property
