@@ -127,6 +127,9 @@ _C.MODEL.DYHEAD.PRIOR_PROB = 0.01  # prior for the cls_logits / bias0 initialisa
 _C.MODEL.DYHEAD.NUM_CONVS = 4  # DyConv blocks in the tower (FIBER: 6); rpn head
 _C.MODEL.DYHEAD.CHANNELS = 128  # tower width (FIBER: 256 = BACKBONE.OUT_CHANNELS); rpn head
 _C.MODEL.DYHEAD.USE_DFCONV = False  # modulated deformable 3x3 convs in DyConv (FIBER: True); rpn head
+# [added] zero-initialise each DyConv's offset conv (offsets 0, masks 0.5: DCNv2's and the original DyHead's init)
+# instead of upstream's PyTorch default; only matters for a head trained from scratch (the demo); rpn head
+_C.MODEL.DYHEAD.ZERO_INIT_OFFSETS = False
 _C.MODEL.DYHEAD.SCORE_AGG = "MEAN"  # token -> class score aggregation at test time: "MEAN" (only); rpn/inference
 _C.MODEL.DYHEAD.LOG_SCALE = 0.0  # initial log temperature of the dot-product logits; rpn head
 _C.MODEL.DYHEAD.USE_GN = False  # GroupNorm after each DyConv conv (FIBER: True); rpn head
@@ -238,6 +241,9 @@ _C.SOLVER.BASE_LR = 0.001  # learning rate of non-text parameters; solver/build
 _C.SOLVER.LANG_LR = 1e-5  # learning rate of every "language_backbone" parameter; solver/build
 _C.SOLVER.BACKBONE_BODY_LR_FACTOR = 1.0  # LR factor of "backbone.body" (Swin) parameters; solver/build
 _C.SOLVER.BIAS_LR_FACTOR = 2  # LR factor of parameters whose name contains "bias"; solver/build
+# [added] LR factor of the DyHead's deformable offset/mask convs ("dyhead_tower.*.offset.*"; DCN practice is 0.1 when
+# the head trains from scratch, as in the demo); 1.0 = upstream; solver/build
+_C.SOLVER.DCN_OFFSET_LR_FACTOR = 1.0
 _C.SOLVER.MOMENTUM = 0.9  # SGD momentum; solver/build
 _C.SOLVER.WEIGHT_DECAY = 0.0005  # weight decay; solver/build
 _C.SOLVER.WEIGHT_DECAY_BIAS = 0.0  # weight decay of "bias" parameters; solver/build

@@ -6,9 +6,11 @@ Parameter groups follow upstream (upstream-facts.md 3.4), rule by rule, for ever
 2. name contains ``language_backbone`` -> lr = ``LANG_LR`` (the whole RoBERTa incl. its cross-attention);
 3. name contains ``backbone.body`` but not ``language_backbone.body`` -> lr = ``BASE_LR *
    BACKBONE_BODY_LR_FACTOR`` (the Swin body incl. its cross-attention);
-4. name contains ``bias`` -> lr *= ``BIAS_LR_FACTOR``, weight decay = ``WEIGHT_DECAY_BIAS`` (this also
+4. [added] name contains ``dyhead_tower.`` and ``.offset.`` (the DyHead's deformable offset/mask convs) ->
+   lr *= ``DCN_OFFSET_LR_FACTOR`` (1.0, i.e. no change, unless a config sets it);
+5. name contains ``bias`` -> lr *= ``BIAS_LR_FACTOR``, weight decay = ``WEIGHT_DECAY_BIAS`` (this also
    catches ``relative_position_bias_table``, ``bias_lang`` and ``bias0``, as upstream);
-5. name contains ``norm`` or ``Norm`` -> weight decay *= ``WEIGHT_DECAY_NORM_FACTOR``.
+6. name contains ``norm`` or ``Norm`` -> weight decay *= ``WEIGHT_DECAY_NORM_FACTOR``.
 
 Upstream makes one group per parameter; here parameters with the same (lr, weight decay) share a group
 (same numbers, far fewer groups); each group lists its parameter names under ``"names"``.
@@ -45,14 +47,16 @@ logger = logging.getLogger(__name__)
 
 def param_lr_and_weight_decay(name: str, base_lr: float, lang_lr: float, backbone_body_lr_factor: float = 1.0,
                               bias_lr_factor: float = 2.0, weight_decay: float = 5e-4,
-                              weight_decay_bias: float = 0.0, weight_decay_norm_factor: float = 1.0
-                              ) -> tuple[float, float]:
+                              weight_decay_bias: float = 0.0, weight_decay_norm_factor: float = 1.0,
+                              dcn_offset_lr_factor: float = 1.0) -> tuple[float, float]:
     """Upstream's (lr, weight decay) for one parameter name (rules in the module docstring)."""
     lr, wd = base_lr, weight_decay
     if "language_backbone" in name:
         lr = lang_lr
     if "backbone.body" in name and "language_backbone.body" not in name:
         lr = base_lr * backbone_body_lr_factor
+    if "dyhead_tower." in name and ".offset." in name:
+        lr *= dcn_offset_lr_factor
     if "bias" in name:
         lr *= bias_lr_factor
         wd = weight_decay_bias
@@ -96,7 +100,7 @@ def make_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
         model.named_parameters(), base_lr=solver.BASE_LR, lang_lr=solver.LANG_LR,
         backbone_body_lr_factor=solver.BACKBONE_BODY_LR_FACTOR, bias_lr_factor=solver.BIAS_LR_FACTOR,
         weight_decay=solver.WEIGHT_DECAY, weight_decay_bias=solver.WEIGHT_DECAY_BIAS,
-        weight_decay_norm_factor=solver.WEIGHT_DECAY_NORM_FACTOR)
+        weight_decay_norm_factor=solver.WEIGHT_DECAY_NORM_FACTOR, dcn_offset_lr_factor=solver.DCN_OFFSET_LR_FACTOR)
     if not groups:
         raise ValueError("the model has no trainable parameter (everything frozen?)")
     for group in groups:

@@ -90,6 +90,27 @@ def test_param_rules_match_upstream():
         assert got == pytest.approx((lr, wd)), name
 
 
+def test_dcn_offset_lr_factor_scales_only_the_dyhead_offset_convs():
+    rates = dict(RATES, dcn_offset_lr_factor=0.1)
+    assert param_lr_and_weight_decay("rpn.head.dyhead_tower.0.offset.weight", **rates) == pytest.approx((1e-5, 0.01))
+    assert param_lr_and_weight_decay("rpn.head.dyhead_tower.5.offset.bias", **rates) == pytest.approx((2e-5, 0.0))
+    for name in ("rpn.head.dyhead_tower.0.DyConv.1.conv.weight", "rpn.head.dyhead_tower.0.AttnConv.1.weight"):
+        assert param_lr_and_weight_decay(name, **rates) == pytest.approx((1e-4, 0.01)), name
+    # the default factor 1.0 keeps upstream's rates
+    assert param_lr_and_weight_decay("rpn.head.dyhead_tower.0.offset.weight", **RATES) == pytest.approx((1e-4, 0.01))
+
+
+def test_make_optimizer_reads_dcn_offset_lr_factor():
+    model = Named()
+    model.rpn.head.dyhead_tower = nn.ModuleList([nn.Module()])
+    model.rpn.head.dyhead_tower[0].offset = nn.Conv2d(2, 27, 3)
+    groups = make_optimizer(_cfg(OPTIMIZER="ADAMW", BASE_LR=1e-3, DCN_OFFSET_LR_FACTOR=0.1), model).param_groups
+    lrs = {name: group["lr"] for group in groups for name in group["names"]}
+    assert lrs["rpn.head.dyhead_tower.0.offset.weight"] == pytest.approx(1e-4)
+    assert lrs["rpn.head.dyhead_tower.0.offset.bias"] == pytest.approx(2e-4)
+    assert lrs["fusion_backbone.backbone.fpn.weight"] == pytest.approx(1e-3)
+
+
 def test_groups_one_per_distinct_setting_same_values():
     model = Named()
     groups = build_param_groups(model.named_parameters(), **RATES)

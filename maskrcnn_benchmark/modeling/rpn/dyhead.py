@@ -93,9 +93,12 @@ class DyConv(nn.Module):
         in_channels, out_channels: channel counts (equal in FIBER).
         num_groups: GroupNorm groups.
         eps: GroupNorm epsilon.
+        zero_init_offsets: start the ``offset`` conv at zero (offsets 0, masks 0.5), as DCNv2 and the original
+            DyHead do, instead of upstream's PyTorch default init (``MODEL.DYHEAD.ZERO_INIT_OFFSETS``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, num_groups: int, eps: float = 1e-5):
+    def __init__(self, in_channels: int, out_channels: int, num_groups: int, eps: float = 1e-5,
+                 zero_init_offsets: bool = False):
         super().__init__()
         self.DyConv = nn.ModuleList([Conv3x3Norm(in_channels, out_channels, 1, num_groups, eps),
                                      Conv3x3Norm(in_channels, out_channels, 1, num_groups, eps),
@@ -104,16 +107,21 @@ class DyConv(nn.Module):
                                       nn.ReLU(inplace=True), HSigmoid())
         self.relu = DyReLU(out_channels)
         self.offset = nn.Conv2d(in_channels, _OFFSET_CHANNELS + _NUM_TAPS, kernel_size=3, stride=1, padding=1)
-        self._init_weights()
+        self._init_weights(zero_init_offsets)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, zero_init_offsets: bool) -> None:
         # Only plain Conv2d modules inside DyConv/AttnConv are re-initialised (the deformable convs are not
-        # nn.Conv2d and keep their own reset); the offset conv keeps PyTorch's default init.
+        # nn.Conv2d and keep their own reset); the offset conv keeps PyTorch's default init, as upstream's
+        # VLDyHead, unless zero_init_offsets. Random offsets are harmless under a released checkpoint, but a
+        # head trained from scratch starts with offsets of a few pixels that grow with the FPN features.
         for module in list(self.DyConv.modules()) + list(self.AttnConv.modules()):
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, mean=0.0, std=0.01)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        if zero_init_offsets:
+            nn.init.zeros_(self.offset.weight)
+            nn.init.zeros_(self.offset.bias)
 
     def _level_terms(self, features: Sequence[torch.Tensor], level: int) -> list[torch.Tensor]:
         """The same-level, finer-level and coarser-level convolutions for one level."""
@@ -153,7 +161,7 @@ class DyHeadTower(nn.Sequential):
 
 
 def build_dyhead_tower(in_channels: int, channels: int, num_convs: int, num_groups: int,
-                       eps: float = 1e-5) -> DyHeadTower:
+                       eps: float = 1e-5, zero_init_offsets: bool = False) -> DyHeadTower:
     """The FIBER tower: ``num_convs`` DyConv blocks (GroupNorm, deformable convs, DyReLU, scale attention).
 
     Args:
@@ -162,6 +170,7 @@ def build_dyhead_tower(in_channels: int, channels: int, num_convs: int, num_grou
         num_convs: number of blocks (``MODEL.DYHEAD.NUM_CONVS``).
         num_groups: GroupNorm groups (``MODEL.GROUP_NORM.NUM_GROUPS``).
         eps: GroupNorm epsilon (``MODEL.GROUP_NORM.EPSILON``).
+        zero_init_offsets: zero-initialise every block's offset conv (``MODEL.DYHEAD.ZERO_INIT_OFFSETS``).
     """
     if num_convs < 1:
         raise ValueError(f"MODEL.DYHEAD.NUM_CONVS must be >= 1, got {num_convs}")
@@ -169,5 +178,5 @@ def build_dyhead_tower(in_channels: int, channels: int, num_convs: int, num_grou
         # Upstream silently turns the first block into a plain conv + ReLU block in that case.
         raise ValueError(f"MODEL.DYHEAD.CHANNELS ({channels}) must equal MODEL.BACKBONE.OUT_CHANNELS "
                          f"({in_channels}): the DyHead tower keeps the FPN width")
-    blocks = [DyConv(channels, channels, num_groups, eps) for _ in range(num_convs)]
+    blocks = [DyConv(channels, channels, num_groups, eps, zero_init_offsets) for _ in range(num_convs)]
     return DyHeadTower(*blocks)

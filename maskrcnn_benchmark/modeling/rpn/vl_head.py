@@ -81,15 +81,17 @@ class VLDyHead(nn.Module):
         prior_prob: ``MODEL.DYHEAD.PRIOR_PROB`` for the biases of the class and token logits.
         log_scale: initial ``log_scale`` (``MODEL.DYHEAD.LOG_SCALE``).
         clamp_dot_product: clamp the token logits to +-50000 (``FUSE_CONFIG.CLAMP_DOT_PRODUCT``).
+        zero_init_offsets: zero-initialise the tower's deformable offsets (``MODEL.DYHEAD.ZERO_INIT_OFFSETS``).
     """
 
     def __init__(self, in_channels: int = 256, channels: int = 256, num_convs: int = 6, num_groups: int = 16,
                  group_norm_eps: float = 1e-5, num_levels: int = 5, num_classes: int = 81, lang_dim: int = 768,
                  prior_prob: float = 0.01,
-                 log_scale: float = 0.0, clamp_dot_product: bool = True):
+                 log_scale: float = 0.0, clamp_dot_product: bool = True, zero_init_offsets: bool = False):
         super().__init__()
         self.clamp_dot_product = clamp_dot_product
-        self.dyhead_tower = build_dyhead_tower(in_channels, channels, num_convs, num_groups, group_norm_eps)
+        self.dyhead_tower = build_dyhead_tower(in_channels, channels, num_convs, num_groups, group_norm_eps,
+                                               zero_init_offsets)
         self.cls_logits = nn.Conv2d(channels, num_classes - 1, kernel_size=1)
         self.bbox_pred = nn.Conv2d(channels, 4, kernel_size=1)
         self.centerness = nn.Conv2d(channels, 1, kernel_size=1)
@@ -241,7 +243,8 @@ class VLDyHeadModule(nn.Module):
                         num_convs=dyhead.NUM_CONVS, num_groups=num_groups, group_norm_eps=group_norm.EPSILON,
                         num_levels=len(rpn.ANCHOR_STRIDE), num_classes=dyhead.NUM_CLASSES,
                         lang_dim=cfg.MODEL.LANGUAGE_BACKBONE.LANG_DIM, prior_prob=dyhead.PRIOR_PROB,
-                        log_scale=dyhead.LOG_SCALE, clamp_dot_product=dyhead.FUSE_CONFIG.CLAMP_DOT_PRODUCT)
+                        log_scale=dyhead.LOG_SCALE, clamp_dot_product=dyhead.FUSE_CONFIG.CLAMP_DOT_PRODUCT,
+                        zero_init_offsets=dyhead.ZERO_INIT_OFFSETS)
         box_coder = BoxCoder()
         return cls(head, build_anchor_generator(cfg), build_vl_atss_loss(cfg, box_coder, anchors_per_location),
                    build_atss_postprocessor(cfg, box_coder))

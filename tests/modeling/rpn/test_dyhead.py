@@ -1,6 +1,7 @@
 """DyHead tower: DyReLU math, the scale-attention combination of the three convolutions, shapes and names."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,3 +175,38 @@ def test_tower_rejects_unsupported_widths():
         build_dyhead_tower(32, 16, num_convs=1, num_groups=4)
     with pytest.raises(ValueError, match="NUM_CONVS"):
         build_dyhead_tower(16, 16, num_convs=0, num_groups=4)
+
+
+def test_zero_init_offsets_start_as_a_plain_convolution():
+    """MODEL.DYHEAD.ZERO_INIT_OFFSETS: offsets 0 and masks sigmoid(0) = 0.5, so each deformable conv starts as
+    a plain 3x3 convolution with half its weights; the upstream default starts with random offsets."""
+    features = _levels()
+    upstream = DyConv(16, 16, num_groups=4)
+    upstream_offsets = upstream.offset(features[0])[:, :18]
+    assert upstream_offsets.abs().mean() > 0.05  # random sampling offsets from the first iteration on
+    torch.manual_seed(0)
+    block = DyConv(16, 16, num_groups=4, zero_init_offsets=True)
+    assert block.offset.weight.abs().sum() == 0 and block.offset.bias.abs().sum() == 0
+    offset_mask = block.offset(features[0])
+    assert offset_mask[:, :18].abs().max() == 0
+    torch.testing.assert_close(offset_mask[:, 18:].sigmoid(), torch.full_like(offset_mask[:, 18:], 0.5))
+    dcn = block.DyConv[1].conv
+    plain = F.conv2d(features[0], 0.5 * dcn.weight, dcn.bias, padding=1)
+    torch.testing.assert_close(dcn(features[0], offset_mask[:, :18], offset_mask[:, 18:].sigmoid()), plain,
+                               rtol=1e-5, atol=1e-5)
+    # the offsets still learn: their gradient is not zero at the zero start
+    sum(o.square().mean() for o in block(features)).backward()
+    assert block.offset.weight.grad.abs().sum() > 0
+
+
+def test_zero_init_offsets_from_the_config():
+    from maskrcnn_benchmark.config import load_config
+    from maskrcnn_benchmark.modeling.rpn.vl_head import VLDyHeadModule
+
+    tiny = Path(__file__).resolve().parents[3] / "configs" / "tiny" / "fiber_tiny.yaml"
+    for zero in (False, True):
+        cfg = load_config(tiny, ["MODEL.DYHEAD.ZERO_INIT_OFFSETS", str(zero)])
+        head = VLDyHeadModule.from_config(cfg).head
+        weights = [block.offset.weight for block in head.dyhead_tower]
+        assert len(weights) == cfg.MODEL.DYHEAD.NUM_CONVS
+        assert all(bool(w.abs().sum() == 0) == zero for w in weights)
