@@ -99,11 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(args, info: dict, rows: list[dict]) -> dict:
+    aps = [row.get("AP") or 0.0 for row in rows]
+    return {"benchmark": "demo_matrix", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"), "machine": info, "note": args.note, "demo_args": list(args.demo_args),
+        "min_ap": args.min_ap, "runs": rows, "min_trained_AP": min(aps) if aps else None,
+        "max_seconds": max((row["seconds"] for row in rows), default=None)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     info = machine_info()
     tag = args.tag or f"cpu_{info['cpus']}cores"
-    rows = []
+    path = str(RESULTS / f"demo_matrix_{tag}.json")
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="demo_matrix_") as tmp:
         root = os.path.abspath(args.output_root or tmp)
         os.makedirs(root, exist_ok=True)
@@ -111,14 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             for threads in args.threads:
                 rows.append(run_one(seed, threads, root, list(args.demo_args)))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    aps = [row.get("AP") or 0.0 for row in rows]
-    report = {"benchmark": "demo_matrix", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds"), "machine": info, "note": args.note, "demo_args": list(args.demo_args),
-        "min_ap": args.min_ap, "runs": rows, "min_trained_AP": min(aps) if aps else None,
-        "max_seconds": max((row["seconds"] for row in rows), default=None)}
-    atomic_write_json(str(RESULTS / f"demo_matrix_{tag}.json"), report, indent=2)
+                # Written after every run, so that an interrupted matrix keeps the rows it has.
+                atomic_write_json(path, _report(args, info, rows), indent=2)
+    report = _report(args, info, rows)
+    atomic_write_json(path, report, indent=2)
     print(json.dumps(report, indent=2))
-    return 0 if all(ap >= args.min_ap for ap in aps) else 1
+    return 0 if all((row.get("AP") or 0.0) >= args.min_ap for row in rows) else 1
 
 
 if __name__ == "__main__":
