@@ -66,12 +66,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``fiber-test`` and ``tools/test_grounding_net.py``: parse ``argv`` (default: sys.argv), run.
-
-    A bad input ends the process with a one-line error and exit status 2 (``FIBER_DEBUG=1``: the traceback).
-    """
+    """``fiber-test`` and ``tools/test_grounding_net.py``: parse ``argv`` and run (see ``run_tool``)."""
     run_tool(lambda: run(build_parser().parse_args(argv)))
 
 
