@@ -147,11 +147,7 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    arguments = build_parser().parse_args()
-    report = main(arguments)
-    text = json.dumps(report, indent=2)
-    if arguments.output:
-        from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+    from _report import emit
 
-        atomic_write_text(arguments.output, text + "\n")
-    sys.stdout.write(text + "\n")
+    arguments = build_parser().parse_args()
+    emit(main(arguments), arguments.output)

@@ -12,7 +12,6 @@ again (same label, IoU >= 0.9) with their score differences.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -98,10 +97,7 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    arguments = build_parser().parse_args()
-    text = json.dumps(main(arguments), indent=2)
-    if arguments.output:
-        from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+    from _report import emit
 
-        atomic_write_text(arguments.output, text + "\n")
-    sys.stdout.write(text + "\n")
+    arguments = build_parser().parse_args()
+    emit(main(arguments), arguments.output)

@@ -13,7 +13,6 @@ the total, as JSON (and a readable table on stderr).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -77,10 +76,7 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    arguments = build_parser().parse_args()
-    text = json.dumps(main(arguments), indent=2)
-    if arguments.output:
-        from maskrcnn_benchmark.utils.atomic_io import atomic_write_text
+    from _report import emit
 
-        atomic_write_text(arguments.output, text + "\n")
-    sys.stdout.write(text + "\n")
+    arguments = build_parser().parse_args()
+    emit(main(arguments), arguments.output)
