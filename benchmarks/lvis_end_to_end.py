@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """End-to-end LVIS-style evaluation with ``tools/test_grounding_net.py``: the naive schedule vs the fast one.
 
-Writes a synthetic LVIS-format set (``--images`` validation images, ``--categories`` classes, so
-``--categories`` / 40 prompt chunks per image), then runs the real tool twice on it, in fresh processes:
+Writes a synthetic LVIS-format set (``--images`` validation images, ``--categories`` classes, so at least
+``--categories`` / 40 prompt chunks per image: a chunk of 40 names longer than
+``MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN`` tokens is split in two), then runs the real tool twice on it, in fresh
+processes:
 
 * naive: ``TEST.REUSE_IMAGE_PREFIX False`` (a full forward pass per chunk, upstream's schedule),
   ``TEST.IMS_PER_BATCH 1``, no loader workers;
@@ -33,6 +35,7 @@ if str(REPO) not in sys.path:
 from benchmarks.chunked_eval import device_name, git_commit  # noqa: E402
 
 _INFERENCE_LINE = re.compile(r"inference on (\S+): (\d+) images in ([0-9.]+) s")
+_CHUNKS_LINE = re.compile(r"(\d+) prompt chunks for (\d+) classes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,9 +111,11 @@ def run(args, name: str, weight: str, root: Path, work: Path, opts: list[str]) -
     if match is None:
         raise RuntimeError(f"{name} run: no 'inference on' line in the log")
     images, seconds = int(match.group(2)), float(match.group(3))
+    chunks = _CHUNKS_LINE.search(result.stdout + result.stderr)
     metrics_file = next(out.glob("eval/*/lvis_evaluation_mini_val/metrics.json"))
     metrics = json.loads(metrics_file.read_text())
-    return {"opts": opts, "images": images, "inference_seconds": round(seconds, 2),
+    return {"opts": opts, "images": images, "prompt_chunks": int(chunks.group(1)) if chunks else None,
+            "inference_seconds": round(seconds, 2),
             "images_per_second": round(images / seconds, 4), "process_wall_seconds": round(wall, 2),
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
 
@@ -137,7 +142,7 @@ def main(args) -> dict:
     return {
         "device": device_name(torch.device(args.device)), "torch": torch.__version__, "commit": git_commit(),
         "config": args.config_file, "weight": args.weight or "random (seed 0)", "images": args.images,
-        "categories": args.categories, "chunks_per_image": -(-args.categories // 40),
+        "categories": args.categories, "chunks_per_image": naive["prompt_chunks"],
         "test_size": [args.min_size, args.max_size], "naive": naive, "fast": fast,
         "speedup_inference": round(fast["images_per_second"] / naive["images_per_second"], 3),
         "speedup_process": round(naive["process_wall_seconds"] / fast["process_wall_seconds"], 3),
