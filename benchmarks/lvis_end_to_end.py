@@ -139,6 +139,8 @@ def main(args) -> dict:
                    for k in keys}
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)  # so that device_name reports the runs' thread count
     return {
         "device": device_name(torch.device(args.device)), "torch": torch.__version__, "commit": git_commit(),
         "config": args.config_file, "weight": args.weight or "random (seed 0)", "images": args.images,

@@ -59,12 +59,11 @@ def main(args) -> dict:
         model.detect_prompts(images, plans, **keywords)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    sort_key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     averages = profiler.key_averages()
     attribute = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     total = sum(getattr(event, attribute, 0) for event in averages) or 1
     rows = sorted(averages, key=lambda event: getattr(event, attribute, 0), reverse=True)[:args.top]
-    sys.stderr.write(averages.table(sort_by=sort_key, row_limit=args.top) + "\n")
+    sys.stderr.write(averages.table(sort_by=attribute, row_limit=args.top) + "\n")
     return {
         "config": args.config_file, "device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
         "image_hw": [args.height, args.width], "images": args.images, "chunks": len(plans),
