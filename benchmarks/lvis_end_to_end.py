@@ -121,6 +121,9 @@ def run(args, name: str, weight: str, root: Path, work: Path, opts: list[str]) -
 
 
 def main(args) -> dict:
+    args.config_file = os.path.abspath(args.config_file)  # the tool runs in the work folder
+    if args.weight:
+        args.weight = os.path.abspath(args.weight)
     work = Path(tempfile.mkdtemp(prefix="lvis_e2e_"))
     root = Path(args.root) if args.root else work / "data"
     root.mkdir(parents=True, exist_ok=True)
@@ -143,7 +146,8 @@ def main(args) -> dict:
         torch.set_num_threads(args.threads)  # so that device_name reports the runs' thread count
     return {
         "device": device_name(torch.device(args.device)), "torch": torch.__version__, "commit": git_commit(),
-        "config": args.config_file, "weight": args.weight or "random (seed 0)", "images": args.images,
+        "config": os.path.relpath(args.config_file, REPO) if args.config_file.startswith(str(REPO) + os.sep)
+        else args.config_file, "weight": args.weight or "random (seed 0)", "images": args.images,
         "categories": args.categories, "chunks_per_image": naive["prompt_chunks"],
         "test_size": [args.min_size, args.max_size], "naive": naive, "fast": fast,
         "speedup_inference": round(fast["images_per_second"] / naive["images_per_second"], 3),

@@ -122,8 +122,10 @@ def make_inputs(cfg, height: int, width: int, device: torch.device, real_tokens:
     image = torch.randn(3, height, width, generator=generator)
     images = to_image_list([image], cfg.DATALOADER.SIZE_DIVISIBILITY).to(device)
     length = cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN
+    real_tokens = min(real_tokens, length)  # a smaller config's caption holds fewer
+    vocab = min(50000, cfg.MODEL.LANGUAGE_BACKBONE.VOCAB_SIZE)
     input_ids = torch.ones(1, length, dtype=torch.long)
-    input_ids[0, :real_tokens] = torch.randint(3, 50000, (real_tokens,), generator=generator)
+    input_ids[0, :real_tokens] = torch.randint(3, vocab, (real_tokens,), generator=generator)
     input_ids[0, 0], input_ids[0, real_tokens - 1] = 0, 2
     attention_mask = torch.zeros(1, length, dtype=torch.long)
     attention_mask[0, :real_tokens] = 1
@@ -262,7 +264,8 @@ def main(args) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "commit": git_commit(), "amp": args.amp, "threads": torch.get_num_threads(),
         "image_hw": [args.height, args.width], "padded_hw": list(inputs[0].tensors.shape[-2:]),
-        "caption_tokens": cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN, "real_tokens": args.real_tokens,
+        "caption_tokens": cfg.MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN,
+        "real_tokens": int(inputs[1]["attention_mask"].sum()),
         "params": sum(p.numel() for p in model.parameters()), "iters": args.iters, "warmup": args.warmup,
     }
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
