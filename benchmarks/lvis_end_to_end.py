@@ -35,7 +35,7 @@ if str(REPO) not in sys.path:
 from benchmarks.chunked_eval import device_name, git_commit  # noqa: E402
 
 _INFERENCE_LINE = re.compile(r"inference on (\S+): (\d+) images in ([0-9.]+) s")
-_CHUNKS_LINE = re.compile(r"(\d+) prompt chunks for (\d+) classes")
+_CHUNKS_LINE = re.compile(r"(\d+) prompt chunks: ")  # logged whenever there is more than one chunk
 
 
 def build_parser() -> argparse.ArgumentParser:
