@@ -29,9 +29,7 @@ it to ``--output`` when given.
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +41,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import device_name, git_commit  # noqa: E402
 
 WORDS = ("apple bag ball bear bed bell bench bird boat book bottle bowl box bread bucket cake camera candle "
          "car cat chair clock cup desk dog door drum duck egg fan fish flag fork frog glass hat horse jar kite "
@@ -78,23 +79,6 @@ def class_names(chunks: int, per_chunk: int) -> dict[int, str]:
     """LVIS-like two-word class names, labels 1..chunks*per_chunk."""
     return {label: f"{WORDS[label % len(WORDS)]} {WORDS[(label // len(WORDS)) % len(WORDS)]}"
             for label in range(1, chunks * per_chunk + 1)}
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
 class PeakMemory:

@@ -31,6 +31,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _report import git_commit  # noqa: E402
+
 from maskrcnn_benchmark.utils.atomic_io import atomic_write_json  # noqa: E402
 
 
@@ -45,23 +49,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
 def machine_info() -> dict:
     """CPU model, logical CPUs usable by this process, OS, Python and torch versions, commit."""
     import torch
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": _cpu_model(), "cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "commit": _commit()}
+            "torch": torch.__version__, "commit": git_commit()}
 
 
 def run_one(seed: int, threads: int, output_root: str, extra: list[str]) -> dict:

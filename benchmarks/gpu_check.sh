@@ -46,7 +46,8 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 exec > >(tee -a "$LOG") 2>&1
 
 SKIPPED=()
-# fits NAME LIMIT: true when LIMIT seconds still fit before DEADLINE; sets LIMIT_S to the time the step may take
+# fits NAME LIMIT MIN: true when at least MIN seconds are left before DEADLINE; sets LIMIT_S to the time the
+# step may take (LIMIT, or less when less is left)
 fits() {
     local left=$((DEADLINE - SECONDS - 10))
     if [ "$left" -lt "$3" ]; then

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.chunked_eval import device_name, git_commit  # noqa: E402
+from benchmarks._report import device_name, git_commit  # noqa: E402
 
 _INFERENCE_LINE = re.compile(r"inference on (\S+): (\d+) images in ([0-9.]+) s")
 _CHUNKS_LINE = re.compile(r"(\d+) prompt chunks: ")  # logged whenever there is more than one chunk
@@ -142,10 +142,8 @@ def main(args) -> dict:
                    for k in keys}
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)  # so that device_name reports the runs' thread count
     return {
-        "device": device_name(torch.device(args.device)), "torch": torch.__version__, "commit": git_commit(),
+        "device": device_name(args.device, args.threads), "torch": torch.__version__, "commit": git_commit(),
         "config": os.path.relpath(args.config_file, REPO) if args.config_file.startswith(str(REPO) + os.sep)
         else args.config_file, "weight": args.weight or "random (seed 0)", "images": args.images,
         "categories": args.categories, "chunks_per_image": naive["prompt_chunks"],

@@ -257,7 +257,7 @@ def main(args) -> dict:
     model = build_detection_model(cfg).to(device)
     timer = PartTimer(device)
     inputs = make_inputs(cfg, args.height, args.width, device, args.real_tokens)
-    from chunked_eval import git_commit
+    from _report import git_commit
 
     report = {
         "config": os.path.relpath(args.config_file, REPO) if Path(args.config_file).is_absolute() else args.config_file,

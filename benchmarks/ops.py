@@ -18,17 +18,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import git_commit  # noqa: E402
 
 from maskrcnn_benchmark.layers import _ext, ml_nms, modulated_deform_conv, nms, token_sigmoid_focal_loss  # noqa: E402
 
 DYHEAD_LEVELS = [(100, 136), (50, 68), (25, 34), (13, 17), (7, 9)]
-
-
-def _commit():
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from chunked_eval import git_commit
-
-    return git_commit()
 
 
 def _sync(device):
@@ -173,7 +169,7 @@ def main():
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads)"),
         "torch": torch.__version__,
-        "commit": _commit(),
+        "commit": git_commit(),
         "compiled_available": _ext.compiled_available(device.type),
         "repeat": repeat,
         "results": results,

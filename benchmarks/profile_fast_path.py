@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from chunked_eval import build, device_name, git_commit, prime_text_cache  # noqa: E402
+from _report import device_name, git_commit  # noqa: E402
+from chunked_eval import build, prime_text_cache  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
