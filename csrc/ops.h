@@ -21,6 +21,10 @@ at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const std:
 // columns: (C*K, Ho*Wo). All contiguous, same dtype.
 void dcn_im2col_cpu(const at::Tensor& input_b, const at::Tensor& offset_b, const at::Tensor& mask_b,
                     const DcnGeometry& geom, at::Tensor& columns);
+// Forward columns in channels-last order: input_cl (H*W, C) contiguous; columns (count, K*C) for the output
+// positions first..first+count-1, entry tap*C + c (the weight is multiplied as (O, kh, kw, C)).
+void dcn_im2col_channels_last_cpu(const at::Tensor& input_cl, const at::Tensor& offset_b, const at::Tensor& mask_b,
+                                  const DcnGeometry& geom, int64_t first, int64_t count, at::Tensor& columns);
 void dcn_col2im_cpu(const at::Tensor& grad_columns, const at::Tensor& offset_b, const at::Tensor& mask_b,
                     const DcnGeometry& geom, at::Tensor& grad_input_b);
 void dcn_col2im_coord_cpu(const at::Tensor& grad_columns, const at::Tensor& input_b, const at::Tensor& offset_b,

@@ -19,10 +19,11 @@ count, are rejected with a ``ValueError``.
 
 Implementations (``impl=``): "compiled" (``maskrcnn_benchmark._C``, CPU and CUDA, forward and backward),
 "torch" (``torchvision.ops.deform_conv2d(..., mask=...)``, or a pure-torch gather implementation when
-torchvision is missing) and "auto": on a CPU the compiled kernel when built (its forward pass samples each
-point once for all channels: several times faster than torchvision on the DyHead's maps, see
-benchmarks/results/); on CUDA the faster of compiled and torchvision, measured on the first call per device
-and dtype (:func:`measured_impl`; the compiled forward samples a block of images per launch).
+torchvision is missing) and "auto": on a CPU the compiled kernel when built (its forward pass samples each point
+once for all channels into channels-last columns, a block of output positions at a time: about 5x faster than
+torchvision on the DyHead's maps, see benchmarks/results/ops_cpu_2cores.json); on CUDA the faster of compiled
+and torchvision, measured on the first call per device and dtype (:func:`measured_impl`; the compiled forward
+samples a block of images per launch).
 
 Precision: like upstream's ``custom_fwd(cast_inputs=float32)``, the op runs in float32 under autocast
 (returning float32); float16/bfloat16 inputs outside autocast are computed in float32 and the result cast

@@ -72,6 +72,7 @@ CONFIGS = {
     "basic": (2, 4, 6, 7, 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, 1, True),
     "stride2": (1, 4, 7, 6, 4, (3, 3), (2, 2), (1, 1), (1, 1), 1, 1, True),
     "groups_dilation": (1, 4, 7, 7, 4, (3, 3), (1, 1), (2, 2), (2, 2), 2, 2, False),
+    "deformable_groups": (2, 6, 5, 6, 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, 3, True),
     "rect_kernel": (1, 2, 5, 6, 2, (1, 3), (1, 2), (0, 1), (1, 1), 1, 1, True),
 }
 
@@ -266,8 +267,9 @@ def test_cuda_kernels_match_cpu(require_compiled_cuda, finer, dtype):
 
 
 def test_compiled_forward_on_dyhead_shapes_equals_the_per_channel_loop(require_compiled):
-    """The compiled CPU forward samples each point once for all channels; results equal torchvision's
-    per-channel sampling in float32 and the slow reference in float64, with finer-level offsets too."""
+    """The compiled CPU forward samples channels-last, each point once for all channels, in blocks of 256 output
+    positions (13x21 = 273 positions: two blocks, the second partial); results equal torchvision's per-channel
+    sampling in float32 and the slow reference in float64, with finer-level offsets too."""
     for stride, offset_hw in ((1, None), (2, None), (1, (13, 21))):
         config = (3, 64, 13 if offset_hw is None else 7, 21 if offset_hw is None else 11, 32, (3, 3),
                   (stride, stride), (1, 1), (1, 1), 1, 1, True)

@@ -1,5 +1,6 @@
 """Sigmoid focal losses: compiled vs pure torch vs a Python reference, gradcheck, masks, dtypes."""
 
+import importlib
 import math
 
 import pytest
@@ -142,6 +143,19 @@ def test_token_gradcheck_with_mask(impl):
     soft_targets = torch.rand(2, 4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     assert torch.autograd.gradcheck(lambda x: token_sigmoid_focal_loss(x, soft_targets, 0.3, 2.5, impl=impl),
                                     (logits,), fast_mode=True)
+
+
+def test_token_auto_is_pure_torch_on_cpu(monkeypatch):
+    """On a CPU "auto" takes the pure-torch token loss, which is faster there than the compiled kernel."""
+    module = importlib.import_module("maskrcnn_benchmark.layers.sigmoid_focal_loss")
+    calls = []
+    torch_path = module._binary_focal_loss_torch
+    monkeypatch.setattr(module, "_binary_focal_loss_torch", lambda *args: calls.append(1) or torch_path(*args))
+    logits, targets, text_mask = token_inputs(seed=4)
+    auto = token_sigmoid_focal_loss(logits, targets, 0.25, 2.0, mask=text_mask)
+    assert calls == [1]
+    expected = reference_binary(logits, targets, 2.0, 0.25) * (text_mask > 0).unsqueeze(1)
+    torch.testing.assert_close(auto, expected)
 
 
 def test_token_rejects_bad_inputs():
