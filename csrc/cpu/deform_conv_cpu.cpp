@@ -23,6 +23,37 @@ struct DcnSample {
   T mask;
 };
 
+// The four bilinear neighbours of (h_im, w_im), as dcn_bilinear weighs them: plane indices and weights, with
+// index 0 and weight 0 for a neighbour outside the image. Returns false (all four zeroed) for a point out of range.
+template <typename T>
+bool bilinear_neighbours(const DcnGeometry& g, T h_im, T w_im, int32_t index[4], T weight[4]) {
+  for (int i = 0; i < 4; ++i) {
+    index[i] = 0;
+    weight[i] = T(0);
+  }
+  if (!dcn_in_range(h_im, w_im, g.height, g.width)) {
+    return false;
+  }
+  const int h_low = static_cast<int>(floor(h_im));
+  const int w_low = static_cast<int>(floor(w_im));
+  const T lh = h_im - T(h_low);
+  const T lw = w_im - T(w_low);
+  const T hh = T(1) - lh;
+  const T hw = T(1) - lw;
+  const bool ok[4] = {h_low >= 0 && w_low >= 0, h_low >= 0 && w_low + 1 < g.width,
+                      h_low + 1 < g.height && w_low >= 0, h_low + 1 < g.height && w_low + 1 < g.width};
+  const int at[4] = {h_low * g.width + w_low, h_low * g.width + w_low + 1, (h_low + 1) * g.width + w_low,
+                     (h_low + 1) * g.width + w_low + 1};
+  const T w4[4] = {hh * hw, hh * lw, lh * hw, lh * lw};
+  for (int i = 0; i < 4; ++i) {
+    if (ok[i]) {
+      index[i] = at[i];
+      weight[i] = w4[i];
+    }
+  }
+  return true;
+}
+
 // The sample of every (deformable group, tap, output position), computed once instead of once per channel.
 // Weights are formed exactly as dcn_bilinear forms them, so the columns are bit-identical to a per-channel loop.
 template <typename T>
@@ -38,30 +69,7 @@ void sample_table(const T* offset, const T* mask, const DcnGeometry& g, DcnSampl
           DcnSample<T>& s = table[gt * plane_out + h * g.out_w + w];
           T h_im, w_im;
           dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &s.mask);
-          for (int i = 0; i < 4; ++i) {
-            s.index[i] = 0;
-            s.weight[i] = T(0);
-          }
-          if (!dcn_in_range(h_im, w_im, g.height, g.width)) {
-            continue;
-          }
-          const int h_low = static_cast<int>(floor(h_im));
-          const int w_low = static_cast<int>(floor(w_im));
-          const T lh = h_im - T(h_low);
-          const T lw = w_im - T(w_low);
-          const T hh = T(1) - lh;
-          const T hw = T(1) - lw;
-          const bool ok[4] = {h_low >= 0 && w_low >= 0, h_low >= 0 && w_low + 1 < g.width,
-                              h_low + 1 < g.height && w_low >= 0, h_low + 1 < g.height && w_low + 1 < g.width};
-          const int at[4] = {h_low * g.width + w_low, h_low * g.width + w_low + 1, (h_low + 1) * g.width + w_low,
-                             (h_low + 1) * g.width + w_low + 1};
-          const T weight[4] = {hh * hw, hh * lw, lh * hw, lh * lw};
-          for (int i = 0; i < 4; ++i) {
-            if (ok[i]) {
-              s.index[i] = at[i];
-              s.weight[i] = weight[i];
-            }
-          }
+          bilinear_neighbours(g, h_im, w_im, s.index, s.weight);
         }
       }
     }
@@ -123,32 +131,17 @@ void im2col_channels_last_impl(const T* input_cl, const T* offset, const T* mask
           T* __restrict__ col = columns + (i * kernel_size + tap) * channels + group * channels_per_group;
           T h_im, w_im, m;
           dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &m);
-          if (!dcn_in_range(h_im, w_im, g.height, g.width)) {
+          int32_t index[4];
+          T wt[4];
+          if (!bilinear_neighbours(g, h_im, w_im, index, wt)) {
             std::fill(col, col + channels_per_group, T(0));
             continue;
           }
-          const int h_low = static_cast<int>(floor(h_im));
-          const int w_low = static_cast<int>(floor(w_im));
-          const T lh = h_im - T(h_low);
-          const T lw = w_im - T(w_low);
-          const T hh = T(1) - lh;
-          const T hw = T(1) - lw;
-          const bool ok[4] = {h_low >= 0 && w_low >= 0, h_low >= 0 && w_low + 1 < g.width,
-                              h_low + 1 < g.height && w_low >= 0, h_low + 1 < g.height && w_low + 1 < g.width};
-          const int at[4] = {h_low * g.width + w_low, h_low * g.width + w_low + 1, (h_low + 1) * g.width + w_low,
-                             (h_low + 1) * g.width + w_low + 1};
-          const T weight[4] = {hh * hw, hh * lw, lh * hw, lh * lw};
-          const T* __restrict__ v[4];
-          T wt[4];
-          for (int k = 0; k < 4; ++k) {
-            // An outside neighbour reads pixel 0 with weight 0, as the sample table does.
-            v[k] = input_cl + static_cast<int64_t>(ok[k] ? at[k] : 0) * channels + group * channels_per_group;
-            wt[k] = ok[k] ? weight[k] : T(0);
-          }
-          const T* __restrict__ v0 = v[0];
-          const T* __restrict__ v1 = v[1];
-          const T* __restrict__ v2 = v[2];
-          const T* __restrict__ v3 = v[3];
+          const T* base = input_cl + static_cast<int64_t>(group) * channels_per_group;
+          const T* __restrict__ v0 = base + index[0] * channels;
+          const T* __restrict__ v1 = base + index[1] * channels;
+          const T* __restrict__ v2 = base + index[2] * channels;
+          const T* __restrict__ v3 = base + index[3] * channels;
           for (int c = 0; c < channels_per_group; ++c) {
             col[c] = m * (wt[0] * v0[c] + wt[1] * v1[c] + wt[2] * v2[c] + wt[3] * v3[c]);
           }
@@ -176,24 +169,15 @@ void col2im_impl(const T* grad_columns, const T* offset, const T* mask, const Dc
           for (int w = 0; w < g.out_w; ++w) {
             T h_im, w_im, m;
             dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &m);
-            if (!dcn_in_range(h_im, w_im, g.height, g.width)) {
+            int32_t index[4];
+            T weight[4];
+            if (!bilinear_neighbours(g, h_im, w_im, index, weight)) {
               continue;
             }
             const T val = m * gcol[h * g.out_w + w];
-            const int h_low = static_cast<int>(floor(h_im));
-            const int w_low = static_cast<int>(floor(w_im));
-            const T lh = h_im - T(h_low);
-            const T lw = w_im - T(w_low);
-            const T hh = T(1) - lh;
-            const T hw = T(1) - lw;
-            const bool top_ok = h_low >= 0;
-            const bool bottom_ok = h_low + 1 < g.height;
-            const bool left_ok = w_low >= 0;
-            const bool right_ok = w_low + 1 < g.width;
-            if (top_ok && left_ok) gim[h_low * g.width + w_low] += hh * hw * val;
-            if (top_ok && right_ok) gim[h_low * g.width + w_low + 1] += hh * lw * val;
-            if (bottom_ok && left_ok) gim[(h_low + 1) * g.width + w_low] += lh * hw * val;
-            if (bottom_ok && right_ok) gim[(h_low + 1) * g.width + w_low + 1] += lh * lw * val;
+            for (int i = 0; i < 4; ++i) {
+              if (weight[i] != T(0)) gim[index[i]] += weight[i] * val;
+            }
           }
         }
       }
