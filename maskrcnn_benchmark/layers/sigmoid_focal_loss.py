@@ -157,7 +157,7 @@ def token_sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha:
         mask (Tensor or None): elements to keep (> 0). A (B, L) text attention mask is applied to every anchor
             of (B, A, L) logits; otherwise it must broadcast to the logits' shape.
         impl (str): "auto", "compiled" or "torch". "auto" is the compiled kernel on CUDA (1.6x faster there)
-            and pure torch on a CPU, where torch's vectorised elementwise ops are 2.5x to 3.3x faster than the
+            and pure torch on a CPU, where torch's vectorised elementwise ops are 1.9x to 3.7x faster than the
             compiled per-element loop (benchmarks/results/ops_cpu_2cores.json).
 
     Returns:
