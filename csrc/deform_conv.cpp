@@ -5,6 +5,7 @@
 // and bfloat16. The backward pass runs the same steps in reverse. Only the sampling kernels are device specific
 // (cpu/deform_conv_cpu.cpp, cuda/deform_conv_cuda.cu).
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "ops.h"
@@ -100,8 +101,8 @@ DcnGeometry make_geometry(const at::Tensor& input, const at::Tensor& weight, con
   return g;
 }
 
-// Output positions per block of the CPU forward pass: a block's columns (256 x 9 x 256 floats, 2.4 MB for the
-// DyHead) stay in cache between the sampling and the matmul that reads them. 128 to 512 measure alike on a
+// Output positions per block of the CPU forward and backward passes: a block's columns (256 x 9 x 256 floats,
+// 2.4 MB for the DyHead) stay in cache between the sampling and the matmul that reads them. 128 to 512 measure alike on a
 // 2-core x86 machine; the whole image at once (38 MB at 50x84) is about 2x slower.
 constexpr int64_t kCpuPositionBlock = 256;
 
@@ -127,6 +128,47 @@ void forward_channels_last_cpu(const at::Tensor& input, const at::Tensor& offset
       at::mm_out(out, weight_cl, cols.t());
     }
   }
+}
+
+// CPU backward pass without conv groups, channels-last, in the forward pass's blocks of output positions: per
+// block, the columns give the weight gradient, grad_columns = grad_output^T W gives the input, offset and mask
+// gradients (dcn_col2im_channels_last_cpu). Returns (grad_input, grad_weight) in the usual layouts.
+std::pair<at::Tensor, at::Tensor> backward_channels_last_cpu(const at::Tensor& input, const at::Tensor& offset,
+                                                             const at::Tensor& mask, const at::Tensor& weight,
+                                                             const at::Tensor& grad_output, const DcnGeometry& g,
+                                                             at::Tensor& grad_offset, at::Tensor& grad_mask) {
+  const int64_t batch = input.size(0);
+  const int64_t out_channels = weight.size(0);
+  const int64_t k = static_cast<int64_t>(g.kernel_h) * g.kernel_w;
+  const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
+  const at::Tensor input_cl = input.permute({0, 2, 3, 1}).contiguous();
+  const at::Tensor weight_cl = weight.permute({0, 2, 3, 1}).reshape({out_channels, k * g.channels});
+  at::Tensor grad_input_cl = at::zeros_like(input_cl);
+  at::Tensor grad_weight_cl = at::zeros_like(weight_cl);
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(plane_out, kCpuPositionBlock));
+  at::Tensor columns = at::empty({block, k * g.channels}, input.options());
+  at::Tensor grad_columns = at::empty({block, k * g.channels}, input.options());
+  for (int64_t b = 0; b < batch; ++b) {
+    const at::Tensor gout_b = grad_output[b].view({out_channels, plane_out});
+    at::Tensor grad_input_b = grad_input_cl[b];
+    at::Tensor grad_offset_b = grad_offset[b];
+    at::Tensor grad_mask_b = grad_mask[b];
+    for (int64_t first = 0; first < plane_out; first += block) {
+      const int64_t count = std::min(block, plane_out - first);
+      const at::Tensor gout = gout_b.narrow(1, first, count);
+      at::Tensor cols = columns.narrow(0, 0, count);
+      at::Tensor gcols = grad_columns.narrow(0, 0, count);
+      dcn_im2col_channels_last_cpu(input_cl[b], offset[b], mask[b], g, first, count, cols);
+      grad_weight_cl.addmm_(gout, cols);
+      at::mm_out(gcols, gout.t(), weight_cl);
+      dcn_col2im_channels_last_cpu(gcols, input_cl[b], offset[b], mask[b], g, first, count, grad_input_b,
+                                   grad_offset_b, grad_mask_b);
+    }
+  }
+  at::Tensor grad_input = grad_input_cl.permute({0, 3, 1, 2}).contiguous();
+  at::Tensor grad_weight =
+      grad_weight_cl.view({out_channels, g.kernel_h, g.kernel_w, g.channels}).permute({0, 3, 1, 2}).contiguous();
+  return {grad_input, grad_weight};
 }
 
 #ifdef WITH_CUDA
@@ -213,11 +255,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
                   grad_output.size(2) == g.out_h && grad_output.size(3) == g.out_w,
               "grad_output has shape ", grad_output.sizes(), ", expected (", batch, ", ", out_channels, ", ",
               g.out_h, ", ", g.out_w, ")");
+  at::Tensor grad_offset = at::zeros_like(offset);
+  at::Tensor grad_mask = at::zeros_like(mask);
+  at::Tensor grad_bias;
+  if (with_bias) {
+    grad_bias = grad_output.sum({0, 2, 3});
+  } else {
+    grad_bias = at::zeros({0}, input.options());
+  }
+  if (!input.is_cuda() && groups == 1) {
+    auto [grad_input, grad_weight] =
+        backward_channels_last_cpu(input, offset, mask, weight_in.contiguous(), grad_output, g, grad_offset, grad_mask);
+    return {grad_input, grad_weight, grad_bias, grad_offset, grad_mask};
+  }
   const at::Tensor weight_g = weight_in.contiguous().view({groups, out_channels / groups, -1});
   const at::Tensor weight_g_t = weight_g.transpose(1, 2);
   at::Tensor grad_input = at::zeros_like(input);
-  at::Tensor grad_offset = at::zeros_like(offset);
-  at::Tensor grad_mask = at::zeros_like(mask);
   at::Tensor grad_weight = at::zeros_like(weight_g);
   at::Tensor columns = at::empty({g.channels * k, plane_out}, input.options());
   at::Tensor grad_columns = at::empty({g.channels * k, plane_out}, input.options());
@@ -233,12 +286,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
     col2im(grad_columns, offset[b], mask[b], g, grad_input_b);
     im2col(input[b], offset[b], mask[b], g, columns);
     grad_weight.baddbmm_(gout_b, columns_g.transpose(1, 2));
-  }
-  at::Tensor grad_bias;
-  if (with_bias) {
-    grad_bias = grad_output.sum({0, 2, 3});
-  } else {
-    grad_bias = at::zeros({0}, input.options());
   }
   return {grad_input, grad_weight.view_as(weight_in), grad_bias, grad_offset, grad_mask};
 }

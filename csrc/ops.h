@@ -25,6 +25,12 @@ void dcn_im2col_cpu(const at::Tensor& input_b, const at::Tensor& offset_b, const
 // positions first..first+count-1, entry tap*C + c (the weight is multiplied as (O, kh, kw, C)).
 void dcn_im2col_channels_last_cpu(const at::Tensor& input_cl, const at::Tensor& offset_b, const at::Tensor& mask_b,
                                   const DcnGeometry& geom, int64_t first, int64_t count, at::Tensor& columns);
+// Backward of one block of output positions in channels-last order: grad_columns (count, K*C) as above,
+// input_cl and grad_input_cl (H*W, C); adds to grad_input_cl, writes the block's grad_offset_b / grad_mask_b.
+void dcn_col2im_channels_last_cpu(const at::Tensor& grad_columns, const at::Tensor& input_cl,
+                                  const at::Tensor& offset_b, const at::Tensor& mask_b, const DcnGeometry& geom,
+                                  int64_t first, int64_t count, at::Tensor& grad_input_cl, at::Tensor& grad_offset_b,
+                                  at::Tensor& grad_mask_b);
 void dcn_col2im_cpu(const at::Tensor& grad_columns, const at::Tensor& offset_b, const at::Tensor& mask_b,
                     const DcnGeometry& geom, at::Tensor& grad_input_b);
 void dcn_col2im_coord_cpu(const at::Tensor& grad_columns, const at::Tensor& input_b, const at::Tensor& offset_b,
