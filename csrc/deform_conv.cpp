@@ -102,8 +102,8 @@ DcnGeometry make_geometry(const at::Tensor& input, const at::Tensor& weight, con
 }
 
 // Output positions per block of the CPU forward and backward passes: a block's columns (256 x 9 x 256 floats,
-// 2.4 MB for the DyHead) stay in cache between the sampling and the matmul that reads them. 128 to 512 measure alike on a
-// 2-core x86 machine; the whole image at once (38 MB at 50x84) is about 2x slower.
+// 2.4 MB for the DyHead) stay in cache between the sampling and the matmul that reads them. 128 to 512 measure
+// alike on a 2-core x86 machine; the whole image at once (38 MB at 50x84) is about 2x slower.
 constexpr int64_t kCpuPositionBlock = 256;
 
 // CPU forward pass without conv groups, channels-last: the image is transposed once to (H*W, C), each block of
