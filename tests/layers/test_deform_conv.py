@@ -33,37 +33,40 @@ def _bilinear(plane, height, width, y, x):
 
 
 def reference_dcn(x, offset, mask, weight, bias, stride, padding, dilation, groups, dg):
-    """DCNv2 from its definition. Offsets/mask are read from each image's raw buffer with the OUTPUT's
-    (Ho, Wo) strides, as upstream's kernel does, so a larger (finer-level) offset tensor is handled the
-    upstream way without any reshaping."""
+    """DCNv2 from its definition: every (image, channel, tap, output position) sampled bilinearly in Python and
+    modulated, then contracted with the weight in float64. Offsets/mask are read from each image's raw buffer
+    with the OUTPUT's (Ho, Wo) strides, as upstream's kernel does, so a larger (finer-level) offset tensor is
+    handled the upstream way without any reshaping."""
     batch, channels, height, width = x.shape
     out_channels, cin_g, kh, kw = weight.shape
     out_h = (height + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     out_w = (width + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     taps = kh * kw
-    xs, ws = x.tolist(), weight.tolist()
-    out = torch.zeros(batch, out_channels, out_h, out_w, dtype=torch.float64)
+    xs = x.tolist()
+    samples = [[[[[0.0] * out_w for _ in range(out_h)] for _ in range(taps)] for _ in range(channels)]
+               for _ in range(batch)]
     for b in range(batch):
         off = offset[b].reshape(-1).tolist()
         msk = mask[b].reshape(-1).tolist()
-        for co in range(out_channels):
-            g = co // (out_channels // groups)
-            for ho in range(out_h):
-                for wo in range(out_w):
-                    acc = float(bias[co]) if bias is not None else 0.0
-                    for ci in range(cin_g):
-                        c = g * cin_g + ci
-                        d = c // (channels // dg)
-                        for i in range(kh):
-                            for j in range(kw):
-                                k = i * kw + j
-                                dy = off[((d * 2 * taps + 2 * k) * out_h + ho) * out_w + wo]
-                                dx = off[((d * 2 * taps + 2 * k + 1) * out_h + ho) * out_w + wo]
-                                m = msk[((d * taps + k) * out_h + ho) * out_w + wo]
-                                y = ho * stride[0] - padding[0] + i * dilation[0] + dy
-                                xx = wo * stride[1] - padding[1] + j * dilation[1] + dx
-                                acc += ws[co][ci][i][j] * m * _bilinear(xs[b][c], height, width, y, xx)
-                    out[b, co, ho, wo] = acc
+        for c in range(channels):
+            d = c // (channels // dg)
+            for i in range(kh):
+                for j in range(kw):
+                    k = i * kw + j
+                    for ho in range(out_h):
+                        for wo in range(out_w):
+                            dy = off[((d * 2 * taps + 2 * k) * out_h + ho) * out_w + wo]
+                            dx = off[((d * 2 * taps + 2 * k + 1) * out_h + ho) * out_w + wo]
+                            m = msk[((d * taps + k) * out_h + ho) * out_w + wo]
+                            y = ho * stride[0] - padding[0] + i * dilation[0] + dy
+                            xx = wo * stride[1] - padding[1] + j * dilation[1] + dx
+                            samples[b][c][k][ho][wo] = m * _bilinear(xs[b][c], height, width, y, xx)
+    # out[b, o] = bias[o] + sum over the group's input channels and the taps of weight * modulated sample
+    cols = torch.tensor(samples, dtype=torch.float64).view(batch, groups, cin_g * taps, out_h * out_w)
+    w = weight.double().reshape(groups, out_channels // groups, cin_g * taps)
+    out = torch.einsum("gok,bgkp->bgop", w, cols).reshape(batch, out_channels, out_h, out_w)
+    if bias is not None:
+        out = out + bias.double().view(1, -1, 1, 1)
     return out
 
 
