@@ -124,6 +124,36 @@ MRCNN_HD void dcn_sample_point(const DcnGeometry& g, const T* offset, const T* m
   *w_im = T(w_out * g.stride_w - g.pad_w + j * g.dilation_w) + off_w;
 }
 
+// The offset and mask gradients of one sampling point (deformable group, tap, output position h_out, w_out) of
+// one image: d offset_h, d offset_w and d mask, summed over the group's channels. input: (C, H, W);
+// grad_columns: (C * K, Ho * Wo), row c * K + tap.
+template <typename T>
+MRCNN_HD void dcn_coord_grad_point(const DcnGeometry& g, const T* grad_columns, const T* input, const T* offset,
+                                   const T* mask, int group, int tap, int h_out, int w_out, T* d_offset_h,
+                                   T* d_offset_w, T* d_mask) {
+  const int kernel_size = g.kernel_h * g.kernel_w;
+  const int64_t plane_in = static_cast<int64_t>(g.height) * g.width;
+  const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
+  const int64_t pos = static_cast<int64_t>(h_out) * g.out_w + w_out;
+  const int channels_per_group = g.channels / g.deformable_groups;
+  T h_im, w_im, m;
+  dcn_sample_point(g, offset, mask, group, tap, h_out, w_out, &h_im, &w_im, &m);
+  T acc_h = 0, acc_w = 0, acc_m = 0;
+  for (int cc = 0; cc < channels_per_group; ++cc) {
+    const int64_t c = static_cast<int64_t>(group) * channels_per_group + cc;
+    const T gcol = grad_columns[(c * kernel_size + tap) * plane_out + pos];
+    const T* im = input + c * plane_in;
+    T d_h, d_w;
+    dcn_bilinear_coord_grad(im, g.height, g.width, h_im, w_im, &d_h, &d_w);
+    acc_h += gcol * m * d_h;
+    acc_w += gcol * m * d_w;
+    acc_m += gcol * dcn_bilinear(im, g.height, g.width, h_im, w_im);
+  }
+  *d_offset_h = acc_h;
+  *d_offset_w = acc_w;
+  *d_mask = acc_m;
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // Sigmoid focal loss, numerically stable forms: log(p) = -softplus(-x), log(1 - p) = -softplus(x).
 

@@ -277,14 +277,13 @@ void col2im_impl(const T* grad_columns, const T* offset, const T* mask, const Dc
   });
 }
 
-// For every (group, tap, output position): d offset_h, d offset_w and d mask, summed over the group's channels.
+// For every (group, tap, output position): d offset_h, d offset_w and d mask (dcn_coord_grad_point, the CUDA
+// kernel's arithmetic).
 template <typename T>
 void col2im_coord_impl(const T* grad_columns, const T* input, const T* offset, const T* mask, const DcnGeometry& g,
                        T* grad_offset, T* grad_mask) {
   const int kernel_size = g.kernel_h * g.kernel_w;
-  const int plane_in = g.height * g.width;
   const int plane_out = g.out_h * g.out_w;
-  const int channels_per_group = g.channels / g.deformable_groups;
   const int64_t total = static_cast<int64_t>(g.deformable_groups) * kernel_size;
   at::parallel_for(0, total, 1, [&](int64_t begin, int64_t end) {
     for (int64_t gt = begin; gt < end; ++gt) {
@@ -296,22 +295,8 @@ void col2im_coord_impl(const T* grad_columns, const T* input, const T* offset, c
       for (int h = 0; h < g.out_h; ++h) {
         for (int w = 0; w < g.out_w; ++w) {
           const int pos = h * g.out_w + w;
-          T h_im, w_im, m;
-          dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &m);
-          T acc_h = 0, acc_w = 0, acc_m = 0;
-          for (int cc = 0; cc < channels_per_group; ++cc) {
-            const int64_t c = static_cast<int64_t>(group) * channels_per_group + cc;
-            const T gcol = grad_columns[(c * kernel_size + tap) * plane_out + pos];
-            const T* im = input + c * plane_in;
-            T d_h, d_w;
-            dcn_bilinear_coord_grad(im, g.height, g.width, h_im, w_im, &d_h, &d_w);
-            acc_h += gcol * m * d_h;
-            acc_w += gcol * m * d_w;
-            acc_m += gcol * dcn_bilinear(im, g.height, g.width, h_im, w_im);
-          }
-          goff_h[pos] = acc_h;
-          goff_w[pos] = acc_w;
-          gmask[pos] = acc_m;
+          dcn_coord_grad_point(g, grad_columns, input, offset, mask, group, tap, h, w, goff_h + pos, goff_w + pos,
+                               gmask + pos);
         }
       }
     }

@@ -8,24 +8,12 @@
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include <algorithm>
-
 #include "../ops.h"
+#include "launch.cuh"
 
 namespace mrcnn {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-inline int num_blocks(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535 * 8));
-}
-
-#define MRCNN_KERNEL_LOOP(i, n) \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
 // One thread per (channel, output position); loops over the kernel taps.
 template <typename T>
@@ -155,31 +143,16 @@ __global__ void col2im_coord_kernel(int64_t n, const T* grad_columns, const T* i
                                     const T* mask, DcnGeometry g, T* grad_offset, T* grad_mask) {
   const int kernel_size = g.kernel_h * g.kernel_w;
   const int64_t plane_out = static_cast<int64_t>(g.out_h) * g.out_w;
-  const int64_t plane_in = static_cast<int64_t>(g.height) * g.width;
-  const int channels_per_group = g.channels / g.deformable_groups;
   MRCNN_KERNEL_LOOP(index, n) {
     const int64_t pos = index % plane_out;
     const int w = static_cast<int>(pos % g.out_w);
     const int h = static_cast<int>(pos / g.out_w);
     const int tap = static_cast<int>((index / plane_out) % kernel_size);
     const int group = static_cast<int>(index / plane_out / kernel_size);
-    T h_im, w_im, m;
-    dcn_sample_point(g, offset, mask, group, tap, h, w, &h_im, &w_im, &m);
-    T acc_h = 0, acc_w = 0, acc_m = 0;
-    for (int cc = 0; cc < channels_per_group; ++cc) {
-      const int64_t c = static_cast<int64_t>(group) * channels_per_group + cc;
-      const T gcol = grad_columns[(c * kernel_size + tap) * plane_out + pos];
-      const T* im = input + c * plane_in;
-      T d_h, d_w;
-      dcn_bilinear_coord_grad(im, g.height, g.width, h_im, w_im, &d_h, &d_w);
-      acc_h += gcol * m * d_h;
-      acc_w += gcol * m * d_w;
-      acc_m += gcol * dcn_bilinear(im, g.height, g.width, h_im, w_im);
-    }
     const int64_t off_base = (static_cast<int64_t>(group) * 2 * kernel_size + 2 * tap) * plane_out + pos;
-    grad_offset[off_base] = acc_h;
-    grad_offset[off_base + plane_out] = acc_w;
-    grad_mask[(static_cast<int64_t>(group) * kernel_size + tap) * plane_out + pos] = acc_m;
+    dcn_coord_grad_point(g, grad_columns, input, offset, mask, group, tap, h, w, grad_offset + off_base,
+                         grad_offset + off_base + plane_out,
+                         grad_mask + (static_cast<int64_t>(group) * kernel_size + tap) * plane_out + pos);
   }
 }
 

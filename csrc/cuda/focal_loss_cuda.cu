@@ -3,24 +3,12 @@
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include <algorithm>
-
 #include "../ops.h"
+#include "launch.cuh"
 
 namespace mrcnn {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-inline int num_blocks(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535 * 8));
-}
-
-#define MRCNN_KERNEL_LOOP(i, n) \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
 template <typename T>
 __global__ void focal_forward_kernel(int64_t n, const T* logits, const int64_t* targets, int64_t num_classes,
